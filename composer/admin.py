@@ -1,0 +1,25 @@
+from django.contrib import admin
+
+from composer import models
+
+
+class OperationDesktopInline(admin.TabularInline):
+    model = models.OperationDesktop
+    extra = 0
+    can_delete = False
+    readonly_fields = ["desktop", "desktop_name", "status", "step", "error", "started_at", "finished_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "pool_name", "status", "requested_by", "requested_at"]
+    list_filter = ["kind", "status"]
+    readonly_fields = ["kind", "pool", "pool_name", "status", "requested_by", "options", "error",
+                       "requested_at", "started_at", "prepared_at", "finished_at"]
+    inlines = [OperationDesktopInline]
+
+    def has_add_permission(self, request):
+        return False  # operations start from the portal's forms, which check and audit them

@@ -1,0 +1,48 @@
+"""Steer the simulated hypervisor from the shell, for demos and manual testing.
+
+  manage.py simulator status
+  manage.py simulator fail ENG-003 [--step customize]
+  manage.py simulator fail-rate 0.1
+  manage.py simulator clear
+"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from composer import drivers
+from pools.models import HypervisorEndpoint
+
+
+class Command(BaseCommand):
+    help = "Inspect the simulator or make it fail on purpose."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--endpoint", default="simulator")
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("status")
+        fail = sub.add_parser("fail")
+        fail.add_argument("desktop")
+        fail.add_argument("--step", default=None, help="Only this step (for example customize).")
+        rate = sub.add_parser("fail-rate")
+        rate.add_argument("rate", type=float)
+        sub.add_parser("clear")
+
+    def handle(self, *args, action, endpoint, **options):
+        try:
+            row = HypervisorEndpoint.objects.get(name=endpoint, driver="simulator")
+        except HypervisorEndpoint.DoesNotExist:
+            raise CommandError(f"no simulator endpoint named {endpoint!r}") from None
+        sim = drivers.for_endpoint(row)
+        if action == "status":
+            inventory = sim.inventory()
+            for ds in inventory.datastores:
+                self.stdout.write(f"{ds.name}: {ds.free_mb} of {ds.capacity_mb} MiB free")
+            self.stdout.write(f"{len(inventory.vms)} VMs, {len(inventory.disks)} disks")
+        elif action == "fail":
+            sim.fail_desktop(options["desktop"], options["step"])
+            self.stdout.write(f"{options['desktop']} will fail at {options['step'] or 'every step'}")
+        elif action == "fail-rate":
+            if not 0 <= options["rate"] <= 1:
+                raise CommandError("rate must be between 0 and 1")
+            sim.set_fail_rate(options["rate"])
+        elif action == "clear":
+            sim.clear_failures()

@@ -1,0 +1,61 @@
+from django.contrib import admin
+
+from pools import models
+
+
+@admin.register(models.HypervisorEndpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    list_display = ["name", "driver", "address", "max_provisioning", "max_maintenance"]
+
+
+@admin.register(models.Datastore)
+class DatastoreAdmin(admin.ModelAdmin):
+    list_display = ["name", "endpoint", "capacity_mb", "free_mb", "overcommit"]
+    list_filter = ["endpoint"]
+
+
+class ImageVersionInline(admin.TabularInline):
+    model = models.ImageVersion
+    extra = 0
+
+
+@admin.register(models.BaseImage)
+class BaseImageAdmin(admin.ModelAdmin):
+    list_display = ["name", "parent_vm", "endpoint"]
+    inlines = [ImageVersionInline]
+
+
+@admin.register(models.ImageVersion)
+class ImageVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "disk_mb", "used_mb", "created_at"]
+
+
+@admin.register(models.Replica)
+class ReplicaAdmin(admin.ModelAdmin):
+    list_display = ["name", "image_version", "datastore", "status"]
+    list_filter = ["status", "datastore"]
+
+
+class PoolDatastoreInline(admin.TabularInline):
+    model = models.PoolDatastore
+    extra = 0
+
+
+@admin.register(models.Pool)
+class PoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "size", "image_version", "power_policy", "assignment"]
+    inlines = [PoolDatastoreInline]
+
+
+@admin.register(models.Desktop)
+class DesktopAdmin(admin.ModelAdmin):
+    list_display = ["name", "pool", "state", "datastore", "assigned_user", "missing"]
+    list_filter = ["state", "pool", "datastore", "missing"]
+    search_fields = ["name", "assigned_user", "session_user"]
+    # State changes must go through the state machine (pools/states.py), not a form.
+    readonly_fields = ["state", "reason", "state_changed_at"]
+
+
+@admin.register(models.PersistentDisk)
+class PersistentDiskAdmin(admin.ModelAdmin):
+    list_display = ["name", "pool", "desktop", "datastore", "size_mb", "user"]

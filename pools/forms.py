@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from django import forms
+
+from composer import naming
+from composer.capacity import DoesNotFit
+from composer.services import PoolSpec, plan_placement
+from pools.models import Datastore, ImageVersion, Overcommit, Pool
+
+MAX_POOL_SIZE = 5000
+
+
+class PoolForm(forms.Form):
+    name = forms.CharField(max_length=64)
+    naming_pattern = forms.CharField(
+        max_length=64,
+        initial="VDI-{n:fixed=3}",
+        help_text="{n} or {n:fixed=N} is replaced by the desktop's number; names are at most "
+        "15 characters.",
+    )
+    size = forms.IntegerField(min_value=1, max_value=MAX_POOL_SIZE, initial=10)
+    image_version = forms.ModelChoiceField(
+        queryset=ImageVersion.objects.select_related("image"), empty_label=None
+    )
+    datastores = forms.ModelMultipleChoiceField(
+        queryset=Datastore.objects.all(), widget=forms.CheckboxSelectMultiple
+    )
+    overcommit = forms.TypedChoiceField(
+        choices=Overcommit.choices, coerce=int, initial=Overcommit.CONSERVATIVE,
+        label="Storage over-commit",
+    )
+    power_policy = forms.ChoiceField(
+        choices=Pool.PowerPolicy.choices, initial=Pool.PowerPolicy.ALWAYS_ON
+    )
+    persistent_disk_gb = forms.IntegerField(
+        min_value=0, max_value=2048, initial=0, label="Persistent disk (GiB)",
+        help_text="0 for no persistent disk.",
+    )
+    max_concurrent_provisioning = forms.IntegerField(min_value=1, max_value=64, initial=8)
+    domain = forms.CharField(max_length=255, required=False)
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if Pool.objects.filter(name__iexact=name).exists():
+            raise forms.ValidationError("A pool with this name already exists.")
+        return name
+
+    def clean_naming_pattern(self):
+        pattern = self.cleaned_data["naming_pattern"].strip()
+        try:
+            naming.parse(pattern)
+        except naming.NamingError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return pattern
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        version, datastores = data["image_version"], list(data["datastores"])
+        others = [ds.name for ds in datastores if ds.endpoint_id != version.image.endpoint_id]
+        if others:
+            self.add_error(
+                "datastores",
+                f"{', '.join(others)} not on the image's hypervisor ({version.image.endpoint}).",
+            )
+            return data
+        self.spec = self.to_spec()
+        try:
+            plan_placement(self.spec)
+        except DoesNotFit as exc:
+            self.add_error("datastores", str(exc))
+        except naming.NamingError as exc:
+            self.add_error("naming_pattern", str(exc))
+        return data
+
+    def to_spec(self) -> PoolSpec:
+        data = self.cleaned_data
+        return PoolSpec(
+            name=data["name"],
+            naming_pattern=data["naming_pattern"],
+            size=data["size"],
+            datastores=list(data["datastores"]),
+            image_version=data["image_version"],
+            overcommit=data["overcommit"],
+            power_policy=data["power_policy"],
+            persistent_disk_mb=data["persistent_disk_gb"] * 1024,
+            max_concurrent_provisioning=data["max_concurrent_provisioning"],
+            domain=data["domain"],
+        )

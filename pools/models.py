@@ -1,0 +1,289 @@
+"""The inventory: hypervisor endpoints, datastores, images, replicas, pools, desktops, disks.
+
+Sizes are whole MiB everywhere; the templates show GiB.
+"""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from pools.states import DesktopState
+
+
+class Overcommit(models.IntegerChoices):
+    """Storage over-commit: a datastore holds clones up to capacity x factor (DESIGN.md).
+
+    Each clone counts as the full size of its parent disk. Unbounded has no limit (0 here).
+    """
+
+    NONE = 1, "None (1x)"
+    CONSERVATIVE = 4, "Conservative (4x)"
+    MODERATE = 7, "Moderate (7x)"
+    AGGRESSIVE = 15, "Aggressive (15x)"
+    UNBOUNDED = 0, "Unbounded"
+
+
+class HypervisorEndpoint(models.Model):
+    """One hypervisor management endpoint (a vCenter, or the simulator).
+
+    The concurrency limits hold across every worker for all pools on this endpoint.
+    """
+
+    DRIVERS = [("simulator", "Simulator")]
+
+    name = models.CharField(max_length=100, unique=True)
+    driver = models.CharField(max_length=30, choices=DRIVERS, default="simulator")
+    address = models.CharField(max_length=255, blank=True)
+    max_provisioning = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1)], help_text="Concurrent provisioning steps."
+    )
+    max_maintenance = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(1)], help_text="Concurrent maintenance steps."
+    )
+
+    def __str__(self):
+        return self.name
+
+
+class Datastore(models.Model):
+    endpoint = models.ForeignKey(HypervisorEndpoint, on_delete=models.PROTECT, related_name="datastores")
+    name = models.CharField(max_length=100)
+    capacity_mb = models.PositiveBigIntegerField()
+    # As the hypervisor last reported it; refreshed by inventory sync and after each step.
+    free_mb = models.PositiveBigIntegerField()
+    overcommit = models.PositiveSmallIntegerField(
+        choices=Overcommit.choices,
+        default=Overcommit.CONSERVATIVE,
+        help_text="Default over-commit level offered for new pools.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "name"], name="datastore_unique_name"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def used_mb(self) -> int:
+        return self.capacity_mb - self.free_mb
+
+    @property
+    def used_percent(self) -> float:
+        return 100.0 * self.used_mb / self.capacity_mb if self.capacity_mb else 0.0
+
+    @property
+    def warn(self) -> bool:
+        """DESIGN: warn at 95% real use; a full datastore suspends every VM on it."""
+        return self.used_percent >= 95.0
+
+
+class BaseImage(models.Model):
+    """A parent VM; its snapshots are the image versions."""
+
+    endpoint = models.ForeignKey(HypervisorEndpoint, on_delete=models.PROTECT, related_name="images")
+    name = models.CharField(max_length=100)
+    parent_vm = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "name"], name="image_unique_name"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ImageVersion(models.Model):
+    """A parent VM and one of its snapshots. Kept until no desktop uses it."""
+
+    image = models.ForeignKey(BaseImage, on_delete=models.PROTECT, related_name="versions")
+    snapshot = models.CharField(max_length=255)
+    disk_mb = models.PositiveBigIntegerField(
+        help_text="Provisioned size of the system disk; each clone counts this much against "
+        "the over-commit capacity."
+    )
+    used_mb = models.PositiveBigIntegerField(help_text="Space a replica really takes.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["image__name", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "snapshot"], name="version_unique_snapshot"),
+        ]
+
+    def __str__(self):
+        return f"{self.image.name} @ {self.snapshot}"
+
+
+class Replica(models.Model):
+    """A read-only full copy of an image version on one datastore."""
+
+    class Status(models.TextChoices):
+        CREATING = "creating", "Creating"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    image_version = models.ForeignKey(ImageVersion, on_delete=models.PROTECT, related_name="replicas")
+    datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, related_name="replicas")
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATING)
+    snapshot = models.CharField(max_length=255, blank=True)
+    size_mb = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image_version", "datastore"], name="replica_one_per_version_datastore"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Pool(models.Model):
+    class Assignment(models.TextChoices):
+        FLOATING = "floating", "Floating"
+        DEDICATED = "dedicated", "Dedicated"
+
+    class PowerPolicy(models.TextChoices):
+        ALWAYS_ON = "always_on", "Always powered on"
+        OFF = "off", "Powered off until used"
+
+    name = models.CharField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    endpoint = models.ForeignKey(HypervisorEndpoint, on_delete=models.PROTECT, related_name="pools")
+    naming_pattern = models.CharField(max_length=64, help_text="For example VDI-{n:fixed=3}.")
+    size = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    spares = models.PositiveIntegerField(default=0, help_text="Desktops kept ready and unassigned.")
+    image_version = models.ForeignKey(ImageVersion, on_delete=models.PROTECT, related_name="pools")
+    datastores = models.ManyToManyField(Datastore, through="PoolDatastore", related_name="pools")
+    domain = models.CharField(max_length=255, blank=True, help_text="Domain desktops join.")
+    persistent_disk_mb = models.PositiveBigIntegerField(
+        default=0, help_text="Size of each desktop's persistent disk; 0 for none."
+    )
+    assignment = models.CharField(max_length=20, choices=Assignment.choices, default=Assignment.FLOATING)
+    power_policy = models.CharField(max_length=20, choices=PowerPolicy.choices, default=PowerPolicy.ALWAYS_ON)
+    max_concurrent_provisioning = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1)]
+    )
+    max_concurrent_maintenance = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(1)]
+    )
+    min_ready_desktops = models.PositiveIntegerField(
+        default=0, help_text="Desktops kept ready while maintenance runs."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("run_maintenance", "Can run refresh, recompose, rebalance and delete on pools"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("pools:detail", args=[self.pk])
+
+    @property
+    def ready_state(self) -> str:
+        """The state a desktop returns to after an operation, by power policy."""
+        if self.power_policy == self.PowerPolicy.ALWAYS_ON:
+            return DesktopState.AVAILABLE
+        return DesktopState.PROVISIONED
+
+
+class PoolDatastore(models.Model):
+    """A datastore selected (or deselected, to be vacated) for a pool, at an over-commit level."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="pool_datastores")
+    datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, related_name="pool_links")
+    overcommit = models.PositiveSmallIntegerField(
+        choices=Overcommit.choices, default=Overcommit.CONSERVATIVE
+    )
+    selected = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "datastore"], name="pool_datastore_unique"),
+        ]
+
+
+class Desktop(models.Model):
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="desktops")
+    name = models.CharField(max_length=15, unique=True)
+    state = models.CharField(
+        max_length=20, choices=DesktopState.choices, default=DesktopState.PROVISIONING
+    )
+    reason = models.TextField(blank=True, help_text="Why the desktop is in Error.")
+    missing = models.BooleanField(default=False, help_text="The VM is gone from the hypervisor.")
+    task_halted = models.BooleanField(
+        default=False, help_text="Its operation was stopped before reaching it."
+    )
+    assigned_user = models.CharField(max_length=150, blank=True)
+    session_user = models.CharField(max_length=150, blank=True)
+    datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, related_name="desktops")
+    replica = models.ForeignKey(
+        Replica, on_delete=models.PROTECT, null=True, blank=True, related_name="desktops"
+    )
+    image_version = models.ForeignKey(ImageVersion, on_delete=models.PROTECT, related_name="desktops")
+    checkpoint = models.CharField(max_length=255, blank=True)
+    delta_mb = models.PositiveBigIntegerField(default=0)
+    driver_ref = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["pool", "state"], name="desktop_pool_state"),
+            models.Index(fields=["assigned_user"], name="desktop_assigned_user"),
+        ]
+        permissions = [
+            ("refresh_desktop", "Can refresh a desktop"),
+            ("power_desktop", "Can start, shut down and restart a desktop"),
+            ("logoff_desktop", "Can log a user off a desktop"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("pools:desktop", args=[self.pk])
+
+
+class PersistentDisk(models.Model):
+    """A user-data disk. Never deleted unless an administrator asks for it explicitly."""
+
+    name = models.CharField(max_length=255, unique=True)
+    pool = models.ForeignKey(Pool, on_delete=models.SET_NULL, null=True, blank=True, related_name="disks")
+    desktop = models.ForeignKey(
+        Desktop, on_delete=models.SET_NULL, null=True, blank=True, related_name="disks"
+    )
+    datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, related_name="disks")
+    size_mb = models.PositiveBigIntegerField()
+    user = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def attached(self) -> bool:
+        return self.desktop_id is not None
+
+

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from pools import views
+
+app_name = "pools"
+urlpatterns = [
+    path("pools/", views.pool_list, name="list"),
+    path("pools/new/", views.pool_create, name="create"),
+    path("pools/<int:pk>/", views.pool_detail, name="detail"),
+    path("desktops/<int:pk>/", views.desktop_detail, name="desktop"),
+    path("datastores/", views.datastore_list, name="datastores"),
+]

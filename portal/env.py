@@ -1,0 +1,123 @@
+"""Typed readers for settings taken from the environment.
+
+Each reader fails with ImproperlyConfigured naming the variable, so a bad value stops the
+portal at start instead of surfacing later as an obscure error.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected one of 1/0, true/false, yes/no, on/off; got {raw!r}")
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected a number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise ImproperlyConfigured(f"{name}: expected a comma-separated list, got {raw!r}")
+    return items
+
+
+def env_database(name: str, default: str) -> dict:
+    raw = os.environ.get(name) or default
+    scheme = urlparse(raw).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(
+            f"{name}: expected sqlite:///path or postgres://user@host:port/name, got {raw!r}"
+        )
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
+    except Exception as exc:  # dj_database_url raises several types for malformed URLs
+        raise ImproperlyConfigured(f"{name}: cannot parse {raw!r}: {exc}") from None
+    if not config.get("NAME"):
+        raise ImproperlyConfigured(f"{name}: no database name in {raw!r}")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Several processes (web, workers) share the file: wait for locks instead of failing.
+        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        config["CONN_MAX_AGE"] = 0
+    return config
+
+
+def env_redis_url(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    parsed = urlparse(raw)
+    if parsed.scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(
+            f"{name}: expected redis://host:port/db, rediss://... or unix:///path, got {raw!r}"
+        )
+    if parsed.scheme != "unix":
+        try:
+            parsed.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: bad port in {raw!r}") from None
+        if not parsed.hostname:
+            raise ImproperlyConfigured(f"{name}: no host in {raw!r}")
+        db = parsed.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ImproperlyConfigured(f"{name}: database must be a number, got {db!r} in {raw!r}")
+    elif not parsed.path:
+        raise ImproperlyConfigured(f"{name}: no socket path in {raw!r}")
+    return raw
+
+
+def secret_key(name: str, debug: bool, data_dir: Path) -> str:
+    """SECRET_KEY from the environment; in DEBUG, generated once into the data folder."""
+    raw = os.environ.get(name)
+    if raw:
+        if len(raw) < 32:
+            raise ImproperlyConfigured(f"{name}: must be at least 32 characters long")
+        return raw
+    if not debug:
+        raise ImproperlyConfigured(f"{name}: required when DEBUG is off")
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,98 @@
+"""`make run`: everything the portal needs, in one foreground command.
+
+Starts the embedded Redis (unless REDIS_URL points elsewhere), migrates, loads the demo once,
+then runs one RQ worker with the scheduler and the web server. Ctrl-C stops all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from portal import embedded_redis
+from portal.management.commands.demo_data import LOGINS_FILE
+
+
+class Command(BaseCommand):
+    help = "Run Redis (embedded), a worker and the web server until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--no-demo", action="store_true", help="Do not load demo data.")
+
+    def handle(self, *args, port: int, no_demo: bool, **options):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGTERM, self._stop)
+        try:
+            self._start(port, no_demo)
+            self._watch()
+        finally:
+            self._shutdown()
+
+    def _start(self, port: int, no_demo: bool) -> None:
+        socket_path = embedded_redis.socket_from_url(settings.REDIS_URL)
+        if "REDIS_URL" not in os.environ and socket_path is not None:
+            if embedded_redis.is_answering(socket_path):
+                self.stdout.write(f"Using the Redis already answering on {socket_path}")
+            else:
+                process = embedded_redis.start(socket_path, settings.DATA_DIR, persist=True)
+                self.children.append(("redis", process))
+                self.stdout.write(f"Redis ({embedded_redis.server_binary()}) on {socket_path}")
+
+        call_command("migrate", interactive=False, verbosity=0)
+        if not no_demo:
+            call_command("demo_data")
+
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        self._spawn("worker", [*manage, "rqworker", "--with-scheduler", "default"])
+        self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
+        self._print_banner(port)
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        # Own session: Ctrl-C reaches only this command, which stops the children in order.
+        process = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL)
+        self.children.append((name, process))
+
+    def _print_banner(self, port: int) -> None:
+        lines = [f"Portal: http://127.0.0.1:{port}/  (Ctrl-C stops everything)"]
+        logins = settings.DATA_DIR / LOGINS_FILE
+        if logins.exists():
+            lines.append("Demo logins:")
+            for user, password in json.loads(logins.read_text()).items():
+                lines.append(f"  {user:<9} {password}")
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            for name, process in self.children:
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with code {process.returncode}; stopping.")
+                    return
+            time.sleep(0.5)
+
+    def _stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        # Web first (no new requests), then the worker (finishes its current job), Redis last
+        # (saves the queues and the simulator's inventory for the next run).
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15 if name == "worker" else 10)
+                except subprocess.TimeoutExpired:
+                    self.stderr.write(f"{name} did not stop in time; killing it.")
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.stdout.write("Stopped.")
