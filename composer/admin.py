@@ -7,7 +7,15 @@ class OperationDesktopInline(admin.TabularInline):
     model = models.OperationDesktop
     extra = 0
     can_delete = False
-    readonly_fields = ["desktop", "desktop_name", "status", "step", "error", "started_at", "finished_at"]
+    readonly_fields = [
+        "desktop",
+        "desktop_name",
+        "status",
+        "step",
+        "error",
+        "started_at",
+        "finished_at",
+    ]
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -17,8 +25,19 @@ class OperationDesktopInline(admin.TabularInline):
 class OperationAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "pool_name", "status", "requested_by", "requested_at"]
     list_filter = ["kind", "status"]
-    readonly_fields = ["kind", "pool", "pool_name", "status", "requested_by", "options", "error",
-                       "requested_at", "started_at", "prepared_at", "finished_at"]
+    readonly_fields = [
+        "kind",
+        "pool",
+        "pool_name",
+        "status",
+        "requested_by",
+        "options",
+        "error",
+        "requested_at",
+        "started_at",
+        "prepared_at",
+        "finished_at",
+    ]
     inlines = [OperationDesktopInline]
 
     def has_add_permission(self, request):

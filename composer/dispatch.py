@@ -75,9 +75,7 @@ def dispatch(endpoint_id: int) -> int:
             room = min(endpoint_limit[cls] - endpoint_busy[cls], pool_limit - pool_busy[pool.pk])
             if room <= 0:
                 continue
-            tasks = list(
-                operation.tasks.filter(status=TaskStatus.PENDING).order_by("id")[:room]
-            )
+            tasks = list(operation.tasks.filter(status=TaskStatus.PENDING).order_by("id")[:room])
             for task in tasks:
                 task.status = TaskStatus.DISPATCHED
                 task.save(update_fields=["status"])
@@ -95,9 +93,7 @@ def finish_if_done(operation_id: int) -> bool:
         operation = Operation.objects.select_for_update().get(pk=operation_id)
         if operation.status != Status.RUNNING:
             return False
-        counts = dict(
-            operation.tasks.values_list("status").annotate(n=Count("id")).order_by()
-        )
+        counts = dict(operation.tasks.values_list("status").annotate(n=Count("id")).order_by())
         if any(counts.get(s) for s in (TaskStatus.PENDING, *OperationDesktop.IN_FLIGHT)):
             return False
         failed = counts.get(TaskStatus.FAILED, 0)

@@ -59,7 +59,9 @@ def run_desktop(task_id: int) -> str:
     except Exception as exc:
         # A bug must not leave the desktop in a busy state: record it, then let rq log it.
         log.exception("desktop task %s failed", task_id)
-        provision.fail_desktop(task, f"{task.step}: internal error: {exc.__class__.__name__}: {exc}")
+        provision.fail_desktop(
+            task, f"{task.step}: internal error: {exc.__class__.__name__}: {exc}"
+        )
     else:
         task.status, task.finished_at = TaskStatus.SUCCEEDED, timezone.now()
         task.save(update_fields=["status", "finished_at"])

@@ -99,7 +99,9 @@ def provision_desktop(task: OperationDesktop) -> None:
                 datastore=desktop.datastore,
                 status=Replica.Status.READY,
             )
-            vm = driver.create_linked_clone(desktop.name, replica_info(replica), desktop.datastore.name)
+            vm = driver.create_linked_clone(
+                desktop.name, replica_info(replica), desktop.datastore.name
+            )
             desktop.replica, desktop.driver_ref = replica, vm.ref
             desktop.delta_mb = vm.delta_mb
             desktop.save(update_fields=["replica", "driver_ref", "delta_mb", "updated_at"])

@@ -26,14 +26,19 @@ class PoolForm(forms.Form):
         queryset=Datastore.objects.all(), widget=forms.CheckboxSelectMultiple
     )
     overcommit = forms.TypedChoiceField(
-        choices=Overcommit.choices, coerce=int, initial=Overcommit.CONSERVATIVE,
+        choices=Overcommit.choices,
+        coerce=int,
+        initial=Overcommit.CONSERVATIVE,
         label="Storage over-commit",
     )
     power_policy = forms.ChoiceField(
         choices=Pool.PowerPolicy.choices, initial=Pool.PowerPolicy.ALWAYS_ON
     )
     persistent_disk_gb = forms.IntegerField(
-        min_value=0, max_value=2048, initial=0, label="Persistent disk (GiB)",
+        min_value=0,
+        max_value=2048,
+        initial=0,
+        label="Persistent disk (GiB)",
         help_text="0 for no persistent disk.",
     )
     max_concurrent_provisioning = forms.IntegerField(min_value=1, max_value=64, initial=8)

@@ -49,7 +49,9 @@ class HypervisorEndpoint(models.Model):
 
 
 class Datastore(models.Model):
-    endpoint = models.ForeignKey(HypervisorEndpoint, on_delete=models.PROTECT, related_name="datastores")
+    endpoint = models.ForeignKey(
+        HypervisorEndpoint, on_delete=models.PROTECT, related_name="datastores"
+    )
     name = models.CharField(max_length=100)
     capacity_mb = models.PositiveBigIntegerField()
     # As the hypervisor last reported it; refreshed by inventory sync and after each step.
@@ -87,7 +89,9 @@ class Datastore(models.Model):
 class BaseImage(models.Model):
     """A parent VM; its snapshots are the image versions."""
 
-    endpoint = models.ForeignKey(HypervisorEndpoint, on_delete=models.PROTECT, related_name="images")
+    endpoint = models.ForeignKey(
+        HypervisorEndpoint, on_delete=models.PROTECT, related_name="images"
+    )
     name = models.CharField(max_length=100)
     parent_vm = models.CharField(max_length=255)
     description = models.TextField(blank=True)
@@ -132,7 +136,9 @@ class Replica(models.Model):
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
-    image_version = models.ForeignKey(ImageVersion, on_delete=models.PROTECT, related_name="replicas")
+    image_version = models.ForeignKey(
+        ImageVersion, on_delete=models.PROTECT, related_name="replicas"
+    )
     datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, related_name="replicas")
     name = models.CharField(max_length=255)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATING)
@@ -173,8 +179,12 @@ class Pool(models.Model):
     persistent_disk_mb = models.PositiveBigIntegerField(
         default=0, help_text="Size of each desktop's persistent disk; 0 for none."
     )
-    assignment = models.CharField(max_length=20, choices=Assignment.choices, default=Assignment.FLOATING)
-    power_policy = models.CharField(max_length=20, choices=PowerPolicy.choices, default=PowerPolicy.ALWAYS_ON)
+    assignment = models.CharField(
+        max_length=20, choices=Assignment.choices, default=Assignment.FLOATING
+    )
+    power_policy = models.CharField(
+        max_length=20, choices=PowerPolicy.choices, default=PowerPolicy.ALWAYS_ON
+    )
     max_concurrent_provisioning = models.PositiveIntegerField(
         default=8, validators=[MinValueValidator(1)]
     )
@@ -221,6 +231,9 @@ class PoolDatastore(models.Model):
             models.UniqueConstraint(fields=["pool", "datastore"], name="pool_datastore_unique"),
         ]
 
+    def __str__(self):
+        return f"{self.pool} on {self.datastore}"
+
 
 class Desktop(models.Model):
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="desktops")
@@ -239,7 +252,9 @@ class Desktop(models.Model):
     replica = models.ForeignKey(
         Replica, on_delete=models.PROTECT, null=True, blank=True, related_name="desktops"
     )
-    image_version = models.ForeignKey(ImageVersion, on_delete=models.PROTECT, related_name="desktops")
+    image_version = models.ForeignKey(
+        ImageVersion, on_delete=models.PROTECT, related_name="desktops"
+    )
     checkpoint = models.CharField(max_length=255, blank=True)
     delta_mb = models.PositiveBigIntegerField(default=0)
     driver_ref = models.CharField(max_length=255, blank=True)
@@ -270,7 +285,9 @@ class PersistentDisk(models.Model):
     """A user-data disk. Never deleted unless an administrator asks for it explicitly."""
 
     name = models.CharField(max_length=255, unique=True)
-    pool = models.ForeignKey(Pool, on_delete=models.SET_NULL, null=True, blank=True, related_name="disks")
+    pool = models.ForeignKey(
+        Pool, on_delete=models.SET_NULL, null=True, blank=True, related_name="disks"
+    )
     desktop = models.ForeignKey(
         Desktop, on_delete=models.SET_NULL, null=True, blank=True, related_name="disks"
     )
@@ -285,5 +302,3 @@ class PersistentDisk(models.Model):
     @property
     def attached(self) -> bool:
         return self.desktop_id is not None
-
-

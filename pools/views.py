@@ -47,7 +47,8 @@ def pool_create(request):
             form.add_error("naming_pattern", str(exc))
         else:
             messages.success(
-                request, f"Pool {operation.pool_name} created; provisioning {form.spec.size} desktops."
+                request,
+                f"Pool {operation.pool_name} created; provisioning {form.spec.size} desktops.",
             )
             return redirect("pools:detail", pk=operation.pool_id)
     return render(request, "pools/pool_form.html", {"form": form})
@@ -55,9 +56,7 @@ def pool_create(request):
 
 @require("pools.view_pool", action="view_pool")
 def pool_detail(request, pk: int):
-    pool = get_object_or_404(
-        Pool.objects.select_related("image_version__image", "endpoint"), pk=pk
-    )
+    pool = get_object_or_404(Pool.objects.select_related("image_version__image", "endpoint"), pk=pk)
     context = _desktop_table(request, pool)
     context["pool_datastores"] = pool.pool_datastores.select_related("datastore").order_by(
         "datastore__name"
@@ -111,7 +110,8 @@ def _desktop_table(request, pool: Pool) -> dict:
 @require("pools.view_desktop", action="view_desktop")
 def desktop_detail(request, pk: int):
     desktop = get_object_or_404(
-        Desktop.objects.select_related("pool", "datastore", "image_version__image", "replica"), pk=pk
+        Desktop.objects.select_related("pool", "datastore", "image_version__image", "replica"),
+        pk=pk,
     )
     tasks = (
         OperationDesktop.objects.filter(desktop=desktop)

@@ -24,7 +24,9 @@ def record(
     target_type = target._meta.model_name if target is not None else ""
     return AuditEvent.objects.create(
         actor=actor if actor is not None and actor.is_authenticated else None,
-        actor_name=actor.get_username() if actor is not None and actor.is_authenticated else "anonymous",
+        actor_name=actor.get_username()
+        if actor is not None and actor.is_authenticated
+        else "anonymous",
         role=role_of(actor),
         action=action,
         target_type=target_type,

@@ -42,12 +42,18 @@ def start(socket_path: Path, data_dir: Path, persist: bool) -> subprocess.Popen:
         socket_path.unlink()
     args = [
         server_binary(),
-        "--port", "0",
-        "--unixsocket", str(socket_path),
-        "--unixsocketperm", "700",
-        "--dir", str(data_dir),
-        "--daemonize", "no",
-        "--logfile", str(data_dir / "redis.log"),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(data_dir / "redis.log"),
     ]
     if persist:
         args += ["--dbfilename", "redis.rdb", "--save", "30 1", "--appendonly", "no"]
@@ -82,5 +88,3 @@ def socket_from_url(url: str) -> Path | None:
     if url.startswith("unix://"):
         return Path(url[len("unix://") :].split("?")[0])
     return None
-
-

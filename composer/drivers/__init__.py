@@ -12,7 +12,9 @@ def for_endpoint(endpoint) -> Driver:
     from django.conf import settings
 
     if endpoint.driver == "simulator":
-        return _simulator(settings.SIMULATOR_REDIS_URL, endpoint.name, settings.SIMULATOR_STEP_SECONDS)
+        return _simulator(
+            settings.SIMULATOR_REDIS_URL, endpoint.name, settings.SIMULATOR_STEP_SECONDS
+        )
     raise ValueError(f"unknown driver {endpoint.driver!r} for endpoint {endpoint.name}")
 
 

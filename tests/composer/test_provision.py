@@ -60,9 +60,9 @@ def test_admin_creates_pool_and_worker_provisions_it(client, users, lab, run_job
     assert [d.name for d in desktops] == [f"FIN-{n:03d}" for n in range(1, 13)]
     assert {d.state for d in desktops} == {DesktopState.AVAILABLE}
     assert all(d.checkpoint and d.replica_id and d.driver_ref for d in desktops)
-    assert set(OperationDesktop.objects.filter(operation=operation).values_list("status", "step")) == {
-        ("succeeded", "power")
-    }
+    assert set(
+        OperationDesktop.objects.filter(operation=operation).values_list("status", "step")
+    ) == {("succeeded", "power")}
 
     # The hypervisor agrees with the inventory: clones on the datastores the rows say, from
     # the replica on that datastore, powered on, checkpointed, with their persistent disk.
@@ -77,7 +77,9 @@ def test_admin_creates_pool_and_worker_provisions_it(client, users, lab, run_job
         assert vm.checkpoint == desktop.checkpoint
         assert vm.disks == (f"{desktop.name}-pd",)
     # Spread by free space: ds-b has twice ds-a's space, so it gets more clones.
-    per_ds = {name: sum(1 for d in desktops if d.datastore.name == name) for name in ("ds-a", "ds-b")}
+    per_ds = {
+        name: sum(1 for d in desktops if d.datastore.name == name) for name in ("ds-a", "ds-b")
+    }
     assert per_ds["ds-b"] > per_ds["ds-a"] > 0
     replicas = Replica.objects.filter(image_version=lab.v1)
     assert {r.datastore.name for r in replicas} == {"ds-a", "ds-b"}

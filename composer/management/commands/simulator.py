@@ -1,9 +1,9 @@
 """Steer the simulated hypervisor from the shell, for demos and manual testing.
 
-  manage.py simulator status
-  manage.py simulator fail ENG-003 [--step customize]
-  manage.py simulator fail-rate 0.1
-  manage.py simulator clear
+manage.py simulator status
+manage.py simulator fail ENG-003 [--step customize]
+manage.py simulator fail-rate 0.1
+manage.py simulator clear
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -39,7 +39,9 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(inventory.vms)} VMs, {len(inventory.disks)} disks")
         elif action == "fail":
             sim.fail_desktop(options["desktop"], options["step"])
-            self.stdout.write(f"{options['desktop']} will fail at {options['step'] or 'every step'}")
+            self.stdout.write(
+                f"{options['desktop']} will fail at {options['step'] or 'every step'}"
+            )
         elif action == "fail-rate":
             if not 0 <= options["rate"] <= 1:
                 raise CommandError("rate must be between 0 and 1")

@@ -72,4 +72,6 @@ class Command(BaseCommand):
                 domain="corp.example",
             ),
         )
-        self.stdout.write(self.style.SUCCESS("Demo data loaded; the worker provisions pool Engineering."))
+        self.stdout.write(
+            self.style.SUCCESS("Demo data loaded; the worker provisions pool Engineering.")
+        )
