@@ -42,3 +42,14 @@ class OperationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # operations start from the portal's forms, which check and audit them
+
+
+@admin.register(models.OperationDesktop)
+class OperationDesktopAdmin(admin.ModelAdmin):
+    list_display = ["desktop_name", "operation", "status", "step", "finished_at"]
+    list_filter = ["status"]
+    search_fields = ["desktop_name"]
+    readonly_fields = OperationDesktopInline.readonly_fields + ["operation"]
+
+    def has_add_permission(self, request):
+        return False

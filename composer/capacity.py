@@ -32,7 +32,7 @@ class DatastoreRoom:
 class Room:
     name: str
     clones: int  # how many more clones fit
-    limited_by: str  # "over-commit", "free space" or "" when unbounded by both
+    limited_by: str  # "over-commit" or "free space": the limit that binds first
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 MAX_NAME_LENGTH = 15
 TOKEN = re.compile(r"\{n(?::fixed=(\d+))?\}")
 # NetBIOS computer names: letters, digits and hyphens (no leading or trailing hyphen).
-ALLOWED_CHARS = re.compile(r"^[A-Za-z0-9-]*$")
+ALLOWED_CHARS = re.compile(r"[A-Za-z0-9-]*")
 
 
 class NamingError(ValueError):
@@ -53,7 +53,7 @@ def parse(pattern: str) -> Pattern:
     for part in (prefix, suffix):
         if "{" in part or "}" in part:
             raise NamingError("Unknown token: only {n} and {n:fixed=N} are understood.")
-        if not ALLOWED_CHARS.match(part):
+        if not ALLOWED_CHARS.fullmatch(part):
             raise NamingError("Desktop names may contain only letters, digits and hyphens.")
     if prefix.startswith("-") or (suffix or "").endswith("-"):
         raise NamingError("A desktop name cannot start or end with a hyphen.")
@@ -68,6 +68,8 @@ def names(pattern: str, count: int, taken: Iterable[str] = ()) -> list[str]:
     Raises NamingError if the names would exceed 15 characters or run out of numbers.
     """
     parsed = parse(pattern)
+    if count <= 0:
+        return []
     taken_upper = {name.upper() for name in taken}
     result: list[str] = []
     for n in _numbers(parsed):

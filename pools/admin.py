@@ -59,3 +59,8 @@ class DesktopAdmin(admin.ModelAdmin):
 @admin.register(models.PersistentDisk)
 class PersistentDiskAdmin(admin.ModelAdmin):
     list_display = ["name", "pool", "desktop", "datastore", "size_mb", "user"]
+
+
+@admin.register(models.PoolDatastore)
+class PoolDatastoreAdmin(admin.ModelAdmin):
+    list_display = ["pool", "datastore", "overcommit", "selected"]

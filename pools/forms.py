@@ -10,6 +10,15 @@ from pools.models import Datastore, ImageVersion, Overcommit, Pool
 MAX_POOL_SIZE = 5000
 
 
+class DatastoreChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, ds):
+        gib = 1024
+        return (
+            f"{ds.name}: {ds.free_mb / gib:,.0f} GiB free of {ds.capacity_mb / gib:,.0f} GiB "
+            f"({ds.endpoint})"
+        )
+
+
 class PoolForm(forms.Form):
     name = forms.CharField(max_length=64)
     naming_pattern = forms.CharField(
@@ -22,8 +31,8 @@ class PoolForm(forms.Form):
     image_version = forms.ModelChoiceField(
         queryset=ImageVersion.objects.select_related("image"), empty_label=None
     )
-    datastores = forms.ModelMultipleChoiceField(
-        queryset=Datastore.objects.all(), widget=forms.CheckboxSelectMultiple
+    datastores = DatastoreChoiceField(
+        queryset=Datastore.objects.select_related("endpoint"), widget=forms.CheckboxSelectMultiple
     )
     overcommit = forms.TypedChoiceField(
         choices=Overcommit.choices,

@@ -94,7 +94,9 @@ RQ = {"DEFAULT_RESULT_TTL": 24 * 3600, "COMMIT_MODE": "auto"}
 # The simulator keeps its inventory in Redis so that the web process and every worker see the
 # same hypervisor. SIMULATOR_REDIS_URL lets it live apart from the job queues.
 SIMULATOR_REDIS_URL = env_redis_url("SIMULATOR_REDIS_URL", REDIS_URL)
-SIMULATOR_STEP_SECONDS = env_float("SIMULATOR_STEP_SECONDS", 1.5)
+# Seconds each simulated hypervisor step takes: enough to watch progress under `make run`;
+# the tests set it to zero.
+SIMULATOR_STEP_SECONDS = env_float("SIMULATOR_STEP_SECONDS", 1.0)
 
 # Seconds between two polls of a live fragment (pool page, operation page).
 POLL_SECONDS = env_int("POLL_SECONDS", 2, minimum=1)

@@ -26,20 +26,26 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=int(os.environ.get("WORKERS", "1")),
+            help="RQ workers to start (the first also runs the scheduler).",
+        )
         parser.add_argument("--no-demo", action="store_true", help="Do not load demo data.")
 
-    def handle(self, *args, port: int, no_demo: bool, **options):
+    def handle(self, *args, port: int, workers: int, no_demo: bool, **options):
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
         try:
-            self._start(port, no_demo)
+            self._start(port, max(1, workers), no_demo)
             self._watch()
         finally:
             self._shutdown()
 
-    def _start(self, port: int, no_demo: bool) -> None:
+    def _start(self, port: int, workers: int, no_demo: bool) -> None:
         socket_path = embedded_redis.socket_from_url(settings.REDIS_URL)
         if "REDIS_URL" not in os.environ and socket_path is not None:
             if embedded_redis.is_answering(socket_path):
@@ -55,6 +61,8 @@ class Command(BaseCommand):
 
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         self._spawn("worker", [*manage, "rqworker", "--with-scheduler", "default"])
+        for n in range(2, workers + 1):
+            self._spawn(f"worker {n}", [*manage, "rqworker", "default"])
         self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
         self._print_banner(port)
 
@@ -90,7 +98,7 @@ class Command(BaseCommand):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
-                    process.wait(timeout=15 if name == "worker" else 10)
+                    process.wait(timeout=15 if name.startswith("worker") else 10)
                 except subprocess.TimeoutExpired:
                     self.stderr.write(f"{name} did not stop in time; killing it.")
                     os.killpg(process.pid, signal.SIGKILL)
