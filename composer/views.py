@@ -33,7 +33,7 @@ def operation_detail(request, pk: int):
     end = operation.finished_at or timezone.now()
     context = {
         "operation": operation,
-        "tasks": operation.tasks.all().order_by("desktop_name"),
+        "tasks": operation.tasks.select_related("desktop").order_by("desktop_name"),
         "elapsed": (end - operation.started_at) if operation.started_at else None,
         "live": operation.is_active,
         "poll_seconds": settings.POLL_SECONDS,

@@ -99,6 +99,7 @@ def test_operation_page_shows_each_desktop_and_stops_polling_at_the_end(
     assert b"Succeeded" in fragment.content
     assert fragment.content.count(b"LAB-") >= 4
     assert b"4 of 4 desktops done" in fragment.content
+    assert fragment.content.count(b'class="state state-provisioned"') == 4
 
 
 def test_audit_page_lists_request_and_outcome_newest_first(client, users, provisioned, run_jobs):
