@@ -1,17 +1,19 @@
-"""RQ job entry points. They take row ids, never model instances, and do their work through
-the rows: claim under a lock, call the hypervisor outside any transaction, finish under a lock.
+"""RQ job entry points. They take row ids, never model instances, and work through the rows:
+claim under a lock, call the hypervisor outside any transaction, finish under a lock.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from composer import dispatch, provision
+from composer import dispatch, lifecycle, steps
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
+from composer.queue import queue
 
 log = logging.getLogger(__name__)
 
@@ -20,52 +22,86 @@ TaskStatus = OperationDesktop.Status
 
 
 def run_operation(operation_id: int) -> str:
-    """Start an operation: prepare what its desktops need, then dispatch them to workers."""
+    """Start (or, after a crash, resume) an operation: check its plan, prepare replicas,
+    then dispatch its desktops to workers."""
     with transaction.atomic():
         operation = Operation.objects.select_for_update().get(pk=operation_id)
-        if operation.status != Status.QUEUED:
-            # Already started by another delivery of this job: nothing to do twice.
+        if operation.status in (Status.QUEUED, Status.SCHEDULED):
+            operation.status, operation.started_at = Status.RUNNING, timezone.now()
+            operation.save(update_fields=["status", "started_at"])
+        elif operation.status != Status.RUNNING or operation.prepared_at is not None:
+            # Started already, paused, or ended: nothing to do twice.
             return f"operation {operation_id} is {operation.status}"
-        operation.status, operation.started_at = Status.RUNNING, timezone.now()
-        operation.save(update_fields=["status", "started_at"])
 
     operation = Operation.objects.select_related("pool__endpoint").get(pk=operation_id)
-    if operation.kind == Operation.Kind.PROVISION:
-        provision.prepare(operation)
+    refusal = lifecycle.prepare(operation)
+    if refusal:
+        lifecycle.refuse(operation_id, refusal)
+        return refusal
     Operation.objects.filter(pk=operation_id).update(prepared_at=timezone.now())
     dispatch.dispatch(operation.pool.endpoint_id)
-    # Every desktop may have failed during preparation: then nothing was dispatched.
-    dispatch.finish_if_done(operation_id)
+    # Every desktop may have failed or been skipped already: then nothing was dispatched.
+    lifecycle.finish_if_done(operation_id)
     return f"operation {operation_id} started"
 
 
-def run_desktop(task_id: int) -> str:
+def run_desktop(task_id: int, attempt: int) -> str:
     """Do one desktop's part of an operation, then hand the freed slot to the next desktop."""
     with transaction.atomic():
         task = OperationDesktop.objects.select_for_update().get(pk=task_id)
-        if task.status != TaskStatus.DISPATCHED:
-            return f"desktop task {task_id} is {task.status}"
-        task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
-        task.save(update_fields=["status", "started_at"])
-
-    operation = Operation.objects.select_related("pool").get(pk=task.operation_id)
-    try:
-        if operation.kind == Operation.Kind.PROVISION:
-            provision.provision_desktop(task)
+        if task.status != TaskStatus.DISPATCHED or task.attempts != attempt:
+            # A stale delivery: the reconciler handed this desktop out again since.
+            return f"desktop task {task_id} attempt {attempt} is stale"
+        operation = Operation.objects.select_related("pool").get(pk=task.operation_id)
+        if operation.status == Status.PAUSED:
+            task.status = TaskStatus.PENDING  # resumed later from where it was
+            task.save(update_fields=["status"])
+            return f"desktop {task.desktop_name}: paused"
+        halted = operation.status != Status.RUNNING  # cancelled while it was queued
+        if halted:
+            task.status, task.error = TaskStatus.HALTED, f"operation {operation.status}"
+            task.finished_at = timezone.now()
+            task.save(update_fields=["status", "error", "finished_at"])
         else:
-            raise NotImplementedError(f"{operation.kind} is not implemented yet")
-    except DriverError as exc:
-        provision.fail_desktop(task, f"{task.step}: {exc}")
-    except Exception as exc:
-        # A bug must not leave the desktop in a busy state: record it, then let rq log it.
-        log.exception("desktop task %s failed", task_id)
-        provision.fail_desktop(
-            task, f"{task.step}: internal error: {exc.__class__.__name__}: {exc}"
-        )
-    else:
-        task.status, task.finished_at = TaskStatus.SUCCEEDED, timezone.now()
-        task.save(update_fields=["status", "finished_at"])
+            task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
+            task.save(update_fields=["status", "started_at"])
 
+    if not halted:
+        _run_steps(task, operation)
     dispatch.dispatch(operation.pool.endpoint_id)
-    dispatch.finish_if_done(operation.pk)
+    lifecycle.finish_if_done(operation.pk)
+    task.refresh_from_db()
     return f"desktop {task.desktop_name}: {task.status}"
+
+
+def _run_steps(task: OperationDesktop, operation: Operation) -> None:
+    try:
+        steps.run(task, operation)
+    except steps.Wait as wait:
+        lifecycle.park_task(task, steps.wait_until(wait.seconds), str(wait))
+        schedule_dispatch(operation.pool.endpoint_id, wait.seconds)
+    except DriverError as exc:
+        lifecycle.fail_task(task, f"{task.step}: {exc}")
+        if operation.stop_on_error:
+            lifecycle.halt_pending(operation, f"stopped: {task.desktop_name} failed")
+    except Exception as exc:
+        # A bug must not leave the desktop busy: record it on the desktop, and log it.
+        log.exception("desktop task %s failed", task.pk)
+        lifecycle.fail_task(task, f"{task.step}: internal error: {type(exc).__name__}: {exc}")
+        if operation.stop_on_error:
+            lifecycle.halt_pending(operation, f"stopped: {task.desktop_name} failed")
+    else:
+        lifecycle.succeed_task(task)
+
+
+def dispatch_endpoint(endpoint_id: int) -> int:
+    """Scheduled job: look again at desktops waiting for a logoff."""
+    return dispatch.dispatch(endpoint_id)
+
+
+def schedule_dispatch(endpoint_id: int, seconds: int) -> None:
+    # rq's scheduler (workers run with --with-scheduler) enqueues it when due; one job per
+    # endpoint and moment, and the reconciler dispatches every minute anyway.
+    when = timezone.now() + timedelta(seconds=seconds)
+    job_id = f"dispatch-endpoint-{endpoint_id}-{int(when.timestamp()) // 5}"
+    queue().enqueue_at(when, dispatch_endpoint, endpoint_id, job_id=job_id, result_ttl=60)

@@ -22,15 +22,33 @@ class Operation(models.Model):
         LOGOFF = "logoff", "Log off"
 
     class Status(models.TextChoices):
+        DRAFT = "draft", "Awaiting approval"  # a plan shown for preview, not yet approved
+        SCHEDULED = "scheduled", "Scheduled"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        CANCELLING = "cancelling", "Cancelling"
         SUCCEEDED = "succeeded", "Succeeded"
         PARTIALLY_FAILED = "partially_failed", "Partially failed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
         INTERRUPTED = "interrupted", "Interrupted"
+        REFUSED = "refused", "Refused"  # the frozen plan no longer matched the inventory
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    # Work is under way or will start by itself: pages poll, desktops are spoken for.
+    ACTIVE = (Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.CANCELLING)
+    FINISHED = (
+        Status.SUCCEEDED,
+        Status.PARTIALLY_FAILED,
+        Status.FAILED,
+        Status.CANCELLED,
+        Status.INTERRUPTED,
+        Status.REFUSED,
+    )
+
+    class LogoffPolicy(models.TextChoices):
+        WAIT = "wait", "Wait for users to log off"
+        FORCE = "force", "Force logoff after a warning"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     pool = models.ForeignKey(
@@ -41,7 +59,18 @@ class Operation(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="operations"
     )
+    # Kind-specific choices: target image version, keep disks, power action, ...
     options = models.JSONField(default=dict, blank=True)
+    # The frozen plan an administrator approved (rebalance, recompose); the job executes
+    # exactly this and refuses if the inventory no longer matches it.
+    plan = models.JSONField(default=dict, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    logoff_policy = models.CharField(
+        max_length=10, choices=LogoffPolicy.choices, default=LogoffPolicy.WAIT
+    )
+    warning_message = models.CharField(max_length=500, blank=True)
+    grace_seconds = models.PositiveIntegerField(default=300)
+    stop_on_error = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     requested_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -67,6 +96,10 @@ class Operation(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    @property
+    def forces_logoff(self) -> bool:
+        return self.logoff_policy == self.LogoffPolicy.FORCE
+
 
 class OperationDesktop(models.Model):
     """One desktop's progress inside an operation, recorded step by step."""
@@ -75,12 +108,14 @@ class OperationDesktop(models.Model):
         PENDING = "pending", "Pending"
         DISPATCHED = "dispatched", "Dispatched"  # a worker has been asked to run it
         RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting for logoff"  # a user is logged on; checked again later
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
-        HALTED = "halted", "Task halted"
+        HALTED = "halted", "Task halted"  # cancelled or stopped before it was reached
+        SKIPPED = "skipped", "Skipped"  # not touched, with the reason (rebalance)
 
     IN_FLIGHT = (Status.DISPATCHED, Status.RUNNING)
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.HALTED)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.HALTED, Status.SKIPPED)
 
     operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="tasks")
     desktop = models.ForeignKey(
@@ -89,6 +124,13 @@ class OperationDesktop(models.Model):
     desktop_name = models.CharField(max_length=15)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     step = models.CharField(max_length=40, blank=True, help_text="The step running or last done.")
+    # Rebalance: where the desktop goes (from the frozen plan).
+    target_datastore = models.ForeignKey(
+        "pools.Datastore", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    attempts = models.PositiveIntegerField(default=0, help_text="Times handed to a worker.")
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="When a wait ends.")
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -102,4 +144,6 @@ class OperationDesktop(models.Model):
 
     @property
     def job_id(self) -> str:
-        return f"operation-{self.operation_id}-desktop-{self.pk}"
+        # One id per attempt, so a task handed out again after a crash never collides with
+        # the job that died.
+        return f"operation-{self.operation_id}-desktop-{self.pk}-{self.attempts}"

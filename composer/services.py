@@ -4,14 +4,16 @@ view can skip it, and they write the audit event in the same transaction as the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q, Sum
+from django.utils import timezone
 
 from composer import capacity, naming
 from composer.models import Operation, OperationDesktop
-from composer.queue import enqueue_on_commit
+from composer.queue import enqueue_on_commit, queue
 from pools.models import Datastore, Desktop, ImageVersion, Pool, PoolDatastore, Replica
 from portal.audit import Outcome, record
 
@@ -165,4 +167,393 @@ def create_pool(actor, spec: PoolSpec, request=None) -> Operation:
         from composer.jobs import run_operation
 
         enqueue_on_commit(run_operation, operation.job_id, operation.pk)
+    return operation
+
+
+# -- maintenance operations -----------------------------------------------------------------
+
+Kind = Operation.Kind
+Status = Operation.Status
+TaskStatus = OperationDesktop.Status
+
+# Kinds that need a plan approved before they run.
+PLANNED_KINDS = (Kind.RECOMPOSE, Kind.REBALANCE)
+# Helpdesk may act on one desktop at a time with these; everything else is administrators'.
+SINGLE_DESKTOP_PERMISSION = {
+    Kind.REFRESH: "pools.refresh_desktop",
+    Kind.POWER: "pools.power_desktop",
+    Kind.LOGOFF: "pools.logoff_desktop",
+}
+
+
+class OperationRefused(Exception):
+    """The request cannot be carried out as asked; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every maintenance operation takes (DESIGN.md, "Options")."""
+
+    start_at: datetime | None = None  # None: now
+    logoff_policy: str = Operation.LogoffPolicy.WAIT
+    warning_message: str = ""
+    grace_seconds: int = 300
+    stop_on_error: bool = False
+
+
+def required_permission(kind: str, desktops: list[Desktop], whole_pool: bool) -> str:
+    if kind in SINGLE_DESKTOP_PERMISSION and len(desktops) == 1 and not whole_pool:
+        return SINGLE_DESKTOP_PERMISSION[kind]
+    return "pools.run_maintenance"
+
+
+def _check_permission(actor, kind, pool, desktops, whole_pool, request) -> None:
+    permission = required_permission(kind, desktops, whole_pool)
+    # A helpdesk user may refresh one desktop but nothing wider.
+    if actor.has_perm(permission) or actor.has_perm("pools.run_maintenance"):
+        return
+    with transaction.atomic():
+        record(
+            actor=actor,
+            action=kind,
+            outcome=Outcome.DENIED,
+            target=desktops[0] if len(desktops) == 1 else pool,
+            parameters={"desktops": [d.name for d in desktops[:50]], "whole_pool": whole_pool},
+            request=request,
+        )
+    what = "this desktop" if len(desktops) == 1 else "these desktops"
+    raise PermissionDenied(f"Your role does not allow {kind} on {what}.")
+
+
+def start_operation(
+    actor,
+    pool: Pool,
+    kind: str,
+    desktops: list[Desktop] | None = None,
+    options: Options = Options(),
+    extra: dict | None = None,
+    request=None,
+) -> Operation:
+    """Queue (or schedule) refresh, delete, power or log off on desktops of a pool.
+
+    `desktops` None means the whole pool. Recompose and rebalance go through
+    plan_operation() and approve() instead, so an administrator sees the plan first.
+    """
+    if kind in PLANNED_KINDS:
+        raise ValueError(f"{kind} needs a plan: use plan_operation()")
+    whole_pool = desktops is None
+    chosen = _desktops(pool, desktops)
+    _check_permission(actor, kind, pool, chosen, whole_pool, request)
+    if kind == Kind.DELETE and whole_pool:
+        extra = {**(extra or {}), "delete_pool": True}
+    if not chosen and not (kind == Kind.DELETE and whole_pool):
+        raise OperationRefused("No desktops selected.")
+    with transaction.atomic():
+        operation = _new_operation(actor, pool, kind, options, extra or {}, Status.DRAFT)
+        _add_tasks(operation, chosen)
+        _activate(operation, actor, request)
+    return operation
+
+
+def plan_operation(
+    actor,
+    pool: Pool,
+    kind: str,
+    desktops: list[Desktop] | None = None,
+    options: Options = Options(),
+    extra: dict | None = None,
+    request=None,
+) -> Operation:
+    """Work out the plan of a recompose or rebalance and keep it, awaiting approval."""
+    from composer import plans
+
+    if kind not in PLANNED_KINDS:
+        raise ValueError(f"{kind} runs without a plan: use start_operation()")
+    whole_pool = desktops is None
+    chosen = _desktops(pool, desktops)
+    _check_permission(actor, kind, pool, chosen, whole_pool, request)
+    if not chosen:
+        raise OperationRefused("No desktops selected.")
+    extra = extra or {}
+    with transaction.atomic():
+        operation = _new_operation(actor, pool, kind, options, extra, Status.DRAFT)
+        if kind == Kind.REBALANCE:
+            plan = plans.plan_rebalance(pool, chosen, busy=_busy(chosen))
+        else:
+            plan = plans.plan_recompose(pool, chosen, extra["image_version"], busy=_busy(chosen))
+        operation.plan = plan.as_json()
+        operation.save(update_fields=["plan"])
+        plan.create_tasks(operation)
+        record(
+            actor=actor,
+            action=kind,
+            outcome="planned",
+            target=pool,
+            operation=operation,
+            parameters={"desktops": len(chosen), **_option_parameters(operation)},
+            request=request,
+        )
+    return operation
+
+
+def approve(actor, operation: Operation, request=None) -> Operation:
+    """Run the plan the administrator saw, exactly as it was frozen."""
+    desktops = [t.desktop for t in operation.tasks.select_related("desktop") if t.desktop]
+    _check_permission(actor, operation.kind, operation.pool, desktops, False, request)
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update().get(pk=operation.pk)
+        if operation.status != Status.DRAFT:
+            raise OperationRefused(f"This plan is {operation.get_status_display().lower()}.")
+        if operation.scheduled_for and operation.scheduled_for <= timezone.now():
+            operation.scheduled_for = None  # its time passed while it was reviewed: run now
+        _skip_busy(operation)
+        _activate(operation, actor, request)
+    return operation
+
+
+def discard(actor, operation: Operation, request=None) -> None:
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update().get(pk=operation.pk)
+        if operation.status != Status.DRAFT:
+            raise OperationRefused("Only a plan awaiting approval can be discarded.")
+        operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
+        operation.save(update_fields=["status", "finished_at"])
+        operation.tasks.update(status=TaskStatus.SKIPPED, error="plan discarded")
+        record(
+            actor=actor,
+            action=operation.kind,
+            outcome="cancelled",
+            target=operation.pool,
+            operation=operation,
+            message="plan discarded",
+            request=request,
+        )
+
+
+def _desktops(pool: Pool, desktops: list[Desktop] | None) -> list[Desktop]:
+    if desktops is None:
+        return list(pool.desktops.select_related("datastore", "image_version").order_by("name"))
+    foreign = [d.name for d in desktops if d.pool_id != pool.pk]
+    if foreign:
+        raise OperationRefused(f"Not in pool {pool.name}: {', '.join(foreign)}.")
+    return sorted(desktops, key=lambda d: d.name)
+
+
+def _new_operation(actor, pool, kind, options: Options, extra: dict, status) -> Operation:
+    return Operation.objects.create(
+        kind=kind,
+        pool=pool,
+        pool_name=pool.name,
+        status=status,
+        requested_by=actor,
+        options=extra,
+        scheduled_for=options.start_at,
+        logoff_policy=options.logoff_policy,
+        warning_message=options.warning_message,
+        grace_seconds=options.grace_seconds,
+        stop_on_error=options.stop_on_error,
+    )
+
+
+def _busy(desktops: list[Desktop]) -> dict[int, int]:
+    """Desktop id -> the operation already working on it (queued, running or paused)."""
+    return dict(
+        OperationDesktop.objects.filter(
+            desktop_id__in=[d.pk for d in desktops],
+            operation__status__in=[Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.CANCELLING],
+            status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT],
+        ).values_list("desktop_id", "operation_id")
+    )
+
+
+def _add_tasks(operation: Operation, desktops: list[Desktop]) -> None:
+    busy = _busy(desktops)
+    OperationDesktop.objects.bulk_create(
+        OperationDesktop(
+            operation=operation,
+            desktop=d,
+            desktop_name=d.name,
+            status=TaskStatus.SKIPPED if d.pk in busy else TaskStatus.PENDING,
+            error=f"busy in operation #{busy[d.pk]}" if d.pk in busy else "",
+        )
+        for d in desktops
+    )
+
+
+def _skip_busy(operation: Operation) -> None:
+    tasks = operation.tasks.filter(status=TaskStatus.PENDING).select_related("desktop")
+    busy = _busy([t.desktop for t in tasks if t.desktop])
+    for task in tasks:
+        if task.desktop_id in busy:
+            task.status, task.error = (
+                TaskStatus.SKIPPED,
+                f"busy in operation #{busy[task.desktop_id]}",
+            )
+            task.save(update_fields=["status", "error"])
+
+
+def _activate(operation: Operation, actor, request) -> None:
+    """Queue it now or schedule it, keeping one pending schedule per desktop."""
+    from composer.jobs import run_operation
+
+    desktop_ids = list(
+        operation.tasks.filter(status=TaskStatus.PENDING).values_list("desktop_id", flat=True)
+    )
+    scheduled = OperationDesktop.objects.filter(
+        desktop_id__in=desktop_ids, operation__status=Status.SCHEDULED, status=TaskStatus.PENDING
+    ).exclude(operation=operation)
+    if operation.scheduled_for:
+        clash = list(scheduled.values_list("desktop_name", "operation_id")[:10])
+        if clash:
+            names = ", ".join(f"{name} (operation #{op})" for name, op in clash)
+            raise OperationRefused(
+                f"Already scheduled: {names}. A desktop has one pending schedule; start now to "
+                "replace it, or cancel that schedule first."
+            )
+        operation.status = Status.SCHEDULED
+    else:
+        replaced_ops = set(scheduled.values_list("operation_id", flat=True))
+        scheduled.update(
+            status=TaskStatus.HALTED,
+            error=f"schedule replaced by operation #{operation.pk}",
+            finished_at=timezone.now(),
+        )
+        for op_id in replaced_ops:
+            _cancel_if_empty(op_id, actor, request)
+        operation.status = Status.QUEUED
+    operation.save(update_fields=["status", "scheduled_for"])
+    record(
+        actor=actor,
+        action=operation.kind,
+        outcome=Outcome.REQUESTED,
+        target=operation.pool,
+        operation=operation,
+        parameters={"desktops": len(desktop_ids), **_option_parameters(operation)},
+        request=request,
+    )
+    if operation.scheduled_for:
+        when = operation.scheduled_for
+        transaction.on_commit(
+            lambda: queue().enqueue_at(when, run_operation, operation.pk, job_id=operation.job_id)
+        )
+    else:
+        enqueue_on_commit(run_operation, operation.job_id, operation.pk)
+
+
+def _cancel_if_empty(operation_id: int, actor, request) -> None:
+    operation = Operation.objects.select_for_update().get(pk=operation_id)
+    if not operation.tasks.filter(status=TaskStatus.PENDING).exists():
+        operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
+        operation.error = "every desktop's schedule was replaced by a later request"
+        operation.save(update_fields=["status", "finished_at", "error"])
+        record(
+            actor=actor,
+            action=operation.kind,
+            outcome="cancelled",
+            target=operation.pool,
+            operation=operation,
+            message=operation.error,
+            request=request,
+        )
+
+
+def _option_parameters(operation: Operation) -> dict:
+    return {
+        "start_at": operation.scheduled_for.isoformat() if operation.scheduled_for else "now",
+        "logoff_policy": operation.logoff_policy,
+        "grace_seconds": operation.grace_seconds,
+        "stop_on_error": operation.stop_on_error,
+        **{k: v for k, v in operation.options.items()},
+    }
+
+
+# -- controlling a running operation --------------------------------------------------------
+
+
+def _control(actor, operation: Operation, action: str, request) -> Operation:
+    if not actor.has_perm("pools.run_maintenance") and not actor.has_perm(
+        SINGLE_DESKTOP_PERMISSION.get(operation.kind, "pools.run_maintenance")
+    ):
+        with transaction.atomic():
+            record(
+                actor=actor,
+                action=f"{action}_operation",
+                outcome=Outcome.DENIED,
+                target=operation.pool,
+                operation=operation,
+                request=request,
+            )
+        raise PermissionDenied(f"Your role does not allow you to {action} operations.")
+    return Operation.objects.select_for_update().get(pk=operation.pk)
+
+
+def cancel(actor, operation: Operation, request=None) -> Operation:
+    """Desktops not reached yet stay as they were, marked "task halted"; the ones in flight
+    finish their current desktop."""
+    from composer import lifecycle
+
+    with transaction.atomic():
+        operation = _control(actor, operation, "cancel", request)
+        if operation.status in (Status.SCHEDULED, Status.QUEUED):
+            lifecycle.halt_pending(operation, f"cancelled by {actor.get_username()}")
+            operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
+        elif operation.status in (Status.RUNNING, Status.PAUSED):
+            lifecycle.halt_pending(operation, f"cancelled by {actor.get_username()}")
+            operation.status = Status.CANCELLING
+        else:
+            raise OperationRefused(f"The operation is {operation.get_status_display().lower()}.")
+        operation.save(update_fields=["status", "finished_at"])
+        record(
+            actor=actor,
+            action="cancel_operation",
+            outcome=Outcome.SUCCEEDED,
+            target=operation.pool,
+            operation=operation,
+            request=request,
+        )
+    if operation.status == Status.CANCELLING:
+        if operation.prepared_at is None:
+            # Not started on desktops yet: nothing in flight, end it now.
+            Operation.objects.filter(pk=operation.pk).update(prepared_at=timezone.now())
+        lifecycle.finish_if_done(operation.pk)
+    return operation
+
+
+def pause(actor, operation: Operation, request=None) -> Operation:
+    with transaction.atomic():
+        operation = _control(actor, operation, "pause", request)
+        if operation.status != Status.RUNNING:
+            raise OperationRefused("Only a running operation can be paused.")
+        operation.status = Status.PAUSED
+        operation.save(update_fields=["status"])
+        record(
+            actor=actor,
+            action="pause_operation",
+            outcome=Outcome.SUCCEEDED,
+            target=operation.pool,
+            operation=operation,
+            request=request,
+        )
+    return operation
+
+
+def resume(actor, operation: Operation, request=None) -> Operation:
+    from composer import dispatch, lifecycle
+
+    with transaction.atomic():
+        operation = _control(actor, operation, "resume", request)
+        if operation.status != Status.PAUSED:
+            raise OperationRefused("Only a paused operation can be resumed.")
+        operation.status = Status.RUNNING
+        operation.save(update_fields=["status"])
+        record(
+            actor=actor,
+            action="resume_operation",
+            outcome=Outcome.SUCCEEDED,
+            target=operation.pool,
+            operation=operation,
+            request=request,
+        )
+    dispatch.dispatch(operation.pool.endpoint_id)
+    lifecycle.finish_if_done(operation.pk)
     return operation

@@ -15,6 +15,8 @@ class AuditEvent(models.Model):
         PARTIALLY_FAILED = "partially_failed", "Partially failed"
         FAILED = "failed", "Failed"
         REFUSED = "refused", "Refused"  # the request was invalid (for example: does not fit)
+        CANCELLED = "cancelled", "Cancelled"
+        INTERRUPTED = "interrupted", "Interrupted"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(

@@ -197,3 +197,8 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def log_off(self, name: str) -> None:
         """End the user's session on the desktop. No session is not an error."""
+
+    @abc.abstractmethod
+    def send_message(self, name: str, text: str) -> None:
+        """Show a message to the user logged on to the desktop (the warning before a forced
+        logoff). No session is not an error."""

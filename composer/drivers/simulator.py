@@ -706,3 +706,18 @@ class SimulatorDriver(Driver):
 
         with self._mutating("log_off", name):
             self._atomic(run)
+
+    def send_message(self, name: str, text: str) -> None:
+        def run(state: _State) -> None:
+            vm = _need_vm(state, name)
+            if vm["session_user"]:
+                vm["last_message"] = text
+                state.put("vm", name, vm)
+
+        with self._mutating("send_message", name):
+            self._atomic(run)
+
+    def last_message(self, name: str) -> str:
+        """Control: the last message shown on the VM (to check forced-logoff warnings)."""
+        vm = self._atomic(lambda state: _need_vm(state, name))
+        return vm.get("last_message", "")

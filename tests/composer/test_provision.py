@@ -90,7 +90,7 @@ def test_admin_creates_pool_and_worker_provisions_it(client, users, lab, run_job
 
     outcome = AuditEvent.objects.get(operation=operation, outcome="succeeded")
     assert (outcome.actor_name, outcome.action) == ("ada", "provision")
-    assert outcome.parameters == {"succeeded": 12, "failed": 0}
+    assert outcome.parameters == {"succeeded": 12, "failed": 0, "halted": 0, "skipped": 0}
 
     page = client.get(reverse("pools:detail", args=[pool.pk]))
     assert page.status_code == 200

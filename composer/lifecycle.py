@@ -1,0 +1,216 @@
+"""Changes of an operation's and its desktops' progress rows, each under a row lock.
+
+Jobs (jobs.py), the dispatcher and the reconciler call these; nothing else writes the
+status of an Operation or an OperationDesktop once it is queued.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from composer import plans, replicas
+from composer.drivers.base import DriverError
+from composer.models import Operation, OperationDesktop
+from pools.models import Desktop, Pool
+from pools.states import DesktopState, transition
+from portal.audit import record
+
+log = logging.getLogger(__name__)
+
+Status = Operation.Status
+TaskStatus = OperationDesktop.Status
+Kind = Operation.Kind
+
+
+def fail_task(task: OperationDesktop, message: str) -> None:
+    """The desktop's part failed: the task says why, and the desktop is in Error with it."""
+    with transaction.atomic():
+        OperationDesktop.objects.filter(pk=task.pk).update(
+            status=TaskStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+        )
+        desktop = Desktop.objects.select_for_update().filter(pk=task.desktop_id).first()
+        if desktop is None:
+            return
+        if desktop.state == DesktopState.ERROR:
+            desktop.reason = message
+            desktop.save(update_fields=["reason", "updated_at"])
+        elif DesktopState.ERROR in _allowed(desktop.state):
+            transition(desktop, DesktopState.ERROR, reason=message)
+        # A desktop that was never touched (still ready, e.g. a refused wait) keeps its state.
+
+
+def _allowed(state: str):
+    from pools.states import ALLOWED
+
+    return ALLOWED.get(state, frozenset())
+
+
+def succeed_task(task: OperationDesktop) -> None:
+    with transaction.atomic():
+        OperationDesktop.objects.filter(pk=task.pk).update(
+            status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()
+        )
+        Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
+
+
+def park_task(task: OperationDesktop, retry_at, why: str) -> None:
+    """A user is logged on: free the slot and look again at retry_at."""
+    OperationDesktop.objects.filter(pk=task.pk).update(
+        status=TaskStatus.WAITING, retry_at=retry_at, error=why
+    )
+
+
+def halt_pending(operation: Operation, reason: str) -> int:
+    """Desktops not reached yet stay as they are, marked "task halted". Returns how many."""
+    with transaction.atomic():
+        waiting = operation.tasks.select_for_update().filter(
+            status__in=[TaskStatus.PENDING, TaskStatus.WAITING]
+        )
+        desktop_ids = list(waiting.values_list("desktop_id", flat=True))
+        count = waiting.update(status=TaskStatus.HALTED, error=reason, finished_at=timezone.now())
+        Desktop.objects.filter(pk__in=desktop_ids).update(task_halted=True)
+    return count
+
+
+def prepare(operation: Operation) -> str:
+    """Check the frozen plan against the inventory and make the replicas the desktops need.
+
+    Returns a refusal message when the plan no longer holds (nothing is touched then), else
+    an empty string. Desktops whose replica cannot be made fail now; the others go on.
+    """
+    if operation.kind in (Kind.REBALANCE, Kind.RECOMPOSE):
+        problems = plans.check(operation)
+        if problems:
+            return "The inventory changed since the plan was approved: " + "; ".join(problems)
+    if operation.kind == Kind.RECOMPOSE and operation.options.get("set_default"):
+        Pool.objects.filter(pk=operation.pool_id).update(
+            image_version_id=operation.options["image_version"]
+        )
+    needed: dict[tuple[int, int], list[OperationDesktop]] = {}
+    for task in operation.tasks.filter(status=TaskStatus.PENDING).select_related(
+        "desktop__datastore__endpoint",
+        "desktop__image_version__image",
+        "target_datastore__endpoint",
+    ):
+        target = _replica_needed(operation, task)
+        if target is not None:
+            needed.setdefault(target, []).append(task)
+    from pools.models import Datastore, ImageVersion
+
+    for (version_id, datastore_id), waiting in needed.items():
+        version = ImageVersion.objects.select_related("image").get(pk=version_id)
+        datastore = Datastore.objects.select_related("endpoint").get(pk=datastore_id)
+        try:
+            replicas.ensure_replica(version, datastore)
+        except DriverError as exc:
+            message = f"replica of {version} on {datastore.name} failed: {exc}"
+            log.warning("operation %s: %s", operation.pk, message)
+            for task in waiting:
+                fail_task(task, message)
+    return ""
+
+
+def _replica_needed(operation: Operation, task: OperationDesktop) -> tuple[int, int] | None:
+    desktop = task.desktop
+    if desktop is None:
+        return None
+    if operation.kind == Kind.PROVISION:
+        return desktop.image_version_id, desktop.datastore_id
+    if operation.kind == Kind.RECOMPOSE:
+        return int(operation.options["image_version"]), desktop.datastore_id
+    if operation.kind == Kind.REBALANCE and task.target_datastore_id:
+        return desktop.image_version_id, task.target_datastore_id
+    return None
+
+
+def refuse(operation_id: int, message: str) -> None:
+    """The frozen plan no longer holds: end the operation, touching no desktop."""
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update().get(pk=operation_id)
+        operation.tasks.filter(status=TaskStatus.PENDING).update(
+            status=TaskStatus.SKIPPED, error="plan refused", finished_at=timezone.now()
+        )
+        operation.status, operation.error = Status.REFUSED, message
+        operation.finished_at = timezone.now()
+        operation.save(update_fields=["status", "error", "finished_at"])
+        record(
+            actor=operation.requested_by,
+            action=operation.kind,
+            outcome="refused",
+            target=operation.pool,
+            operation=operation,
+            message=message,
+        )
+
+
+def finish_if_done(operation_id: int) -> bool:
+    """End the operation once every desktop in it has finished. Safe to call from every
+    desktop job: the row lock and the status check let exactly one of them finish it."""
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update().get(pk=operation_id)
+        if operation.status not in (Status.RUNNING, Status.CANCELLING):
+            return False
+        if operation.prepared_at is None:
+            return False
+        counts = dict(operation.tasks.values_list("status").annotate(n=Count("id")).order_by())
+        unfinished = (TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT)
+        if any(counts.get(s) for s in unfinished):
+            return False
+        failed = counts.get(TaskStatus.FAILED, 0)
+        succeeded = counts.get(TaskStatus.SUCCEEDED, 0)
+        if operation.status == Status.CANCELLING:
+            operation.status = Status.CANCELLED
+        elif failed and succeeded:
+            operation.status = Status.PARTIALLY_FAILED
+        elif failed:
+            operation.status = Status.FAILED
+        else:
+            operation.status = Status.SUCCEEDED
+        operation.finished_at = timezone.now()
+        operation.save(update_fields=["status", "finished_at"])
+        record(
+            actor=operation.requested_by,
+            action=operation.kind,
+            outcome=operation.status,
+            target=operation.pool,
+            operation=operation,
+            parameters={
+                "succeeded": succeeded,
+                "failed": failed,
+                "halted": counts.get(TaskStatus.HALTED, 0),
+                "skipped": counts.get(TaskStatus.SKIPPED, 0),
+            },
+            message=operation.error,
+        )
+    log.info("operation %s ended %s", operation_id, operation.status)
+    _after(operation)
+    return True
+
+
+def _after(operation: Operation) -> None:
+    """Clean up after an operation: unused replicas go; a deleted pool goes once empty."""
+    if operation.pool_id is None:
+        return
+    pool = Pool.objects.filter(pk=operation.pool_id).select_related("endpoint").first()
+    if pool is None:
+        return
+    if operation.kind in (Kind.DELETE, Kind.RECOMPOSE, Kind.REBALANCE):
+        replicas.remove_unused(pool.endpoint_id)
+    if (
+        operation.kind == Kind.DELETE
+        and operation.options.get("delete_pool")
+        and not pool.desktops.exists()
+    ):
+        with transaction.atomic():
+            record(
+                actor=operation.requested_by,
+                action="pool_deleted",
+                outcome="succeeded",
+                target=pool,
+                operation=operation,
+            )
+            pool.delete()

@@ -1,0 +1,344 @@
+"""What each operation does to one desktop, step by step.
+
+Every kind of operation is a list of named steps. The runner records the step on the
+desktop's row before running it, so a desktop picked up again after a crash starts at the
+step it was in. Every step is idempotent: the drivers make hypervisor calls safe to repeat,
+and the database updates here set values rather than add to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+
+from composer import drivers
+from composer.drivers.base import CustomizationSpec, Driver
+from composer.models import Operation, OperationDesktop
+from composer.replicas import ensure_replica, replica_info, sync_datastore
+from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
+from pools.states import DesktopState, transition
+
+S = DesktopState
+Kind = Operation.Kind
+
+# How long a desktop whose user is logged on waits before its session is checked again.
+WAIT_RECHECK_SECONDS = 30
+
+
+class Wait(Exception):
+    """The desktop cannot go on yet (a user is logged on): park it and look again later."""
+
+    def __init__(self, seconds: int, why: str):
+        super().__init__(why)
+        self.seconds = seconds
+
+
+@dataclass
+class Context:
+    task: OperationDesktop
+    operation: Operation
+    desktop: Desktop
+    pool: Pool
+    driver: Driver
+
+    @property
+    def name(self) -> str:
+        return self.desktop.name
+
+    def disks(self) -> list[PersistentDisk]:
+        return list(PersistentDisk.objects.filter(desktop=self.desktop).order_by("name"))
+
+    def target_version(self) -> ImageVersion:
+        """The image version the desktop is rebuilt from: the recompose target, else its own."""
+        version_id = self.operation.options.get("image_version")
+        if self.operation.kind == Kind.RECOMPOSE and version_id:
+            return ImageVersion.objects.select_related("image").get(pk=version_id)
+        return self.desktop.image_version
+
+
+def ensure_state(desktop: Desktop, state: str) -> None:
+    # A resumed step may find the desktop already in the state it moves to.
+    if desktop.state != state:
+        transition(desktop, state)
+
+
+def save(desktop: Desktop, *fields: str) -> None:
+    desktop.save(update_fields=[*fields, "updated_at"])
+
+
+# -- the steps ------------------------------------------------------------------------------
+
+
+def session(ctx: Context) -> None:
+    """Wait for the user to log off, or warn, give the grace period, then log them off."""
+    vm = ctx.driver.get_vm(ctx.name)
+    if ctx.desktop.session_user != vm.session_user:
+        ctx.desktop.session_user = vm.session_user
+        save(ctx.desktop, "session_user")
+    if not vm.session_user:
+        return
+    if not ctx.operation.forces_logoff:
+        raise Wait(WAIT_RECHECK_SECONDS, f"waiting for {vm.session_user} to log off")
+    warned = ctx.task.retry_at is not None
+    if not warned:
+        message = ctx.operation.warning_message or (
+            f"This desktop goes into maintenance in {ctx.operation.grace_seconds} seconds. "
+            "Save your work and log off."
+        )
+        ctx.driver.send_message(ctx.name, message)
+        raise Wait(
+            ctx.operation.grace_seconds, f"{vm.session_user} warned; logoff forced after grace"
+        )
+    ctx.driver.log_off(ctx.name)
+    ctx.desktop.session_user = ""
+    save(ctx.desktop, "session_user")
+
+
+def maintenance(ctx: Context) -> None:
+    ensure_state(ctx.desktop, S.MAINTENANCE)
+
+
+def deleting(ctx: Context) -> None:
+    ensure_state(ctx.desktop, S.DELETING)
+
+
+def power_off(ctx: Context) -> None:
+    ctx.driver.power_off(ctx.name)
+
+
+def revert(ctx: Context) -> None:
+    ctx.driver.revert(ctx.name, ctx.desktop.checkpoint)
+    ctx.desktop.delta_mb = ctx.driver.get_vm(ctx.name).delta_mb
+    save(ctx.desktop, "delta_mb")
+
+
+def detach_disks(ctx: Context) -> None:
+    # The rows keep pointing at the desktop: the disk is only off the VM while it is rebuilt,
+    # and attach_disks puts it back even after a crash in between.
+    for disk in ctx.disks():
+        ctx.driver.detach_disk(ctx.name, disk.name)
+
+
+def attach_disks(ctx: Context) -> None:
+    for disk in ctx.disks():
+        ctx.driver.attach_disk(ctx.name, disk.name)
+
+
+def delete_delta(ctx: Context) -> None:
+    ctx.driver.delete_delta(ctx.name)
+    ctx.desktop.checkpoint, ctx.desktop.delta_mb = "", 0
+    save(ctx.desktop, "checkpoint", "delta_mb")
+
+
+def move_vm(ctx: Context) -> None:
+    target = ctx.task.target_datastore
+    ctx.driver.move_vm(ctx.name, target.name)
+    ctx.desktop.datastore = target
+    save(ctx.desktop, "datastore")
+
+
+def move_disks(ctx: Context) -> None:
+    target = ctx.task.target_datastore
+    for disk in ctx.disks():
+        ctx.driver.move_disk(disk.name, target.name)
+        if disk.datastore_id != target.pk:
+            disk.datastore = target
+            disk.save(update_fields=["datastore"])
+
+
+def relink(ctx: Context) -> None:
+    version = ctx.target_version()
+    replica = ensure_replica(version, ctx.desktop.datastore)
+    ctx.driver.relink(ctx.name, replica_info(replica))
+    ctx.desktop.replica, ctx.desktop.image_version = replica, version
+    ctx.desktop.delta_mb = ctx.driver.get_vm(ctx.name).delta_mb
+    save(ctx.desktop, "replica", "image_version", "delta_mb")
+
+
+def clone(ctx: Context) -> None:
+    replica = ensure_replica(ctx.desktop.image_version, ctx.desktop.datastore)
+    vm = ctx.driver.create_linked_clone(ctx.name, replica_info(replica), ctx.desktop.datastore.name)
+    ctx.desktop.replica, ctx.desktop.driver_ref, ctx.desktop.delta_mb = replica, vm.ref, vm.delta_mb
+    save(ctx.desktop, "replica", "driver_ref", "delta_mb")
+
+
+def customize(ctx: Context) -> None:
+    ensure_state(ctx.desktop, S.CUSTOMIZING)
+    ctx.driver.customize(ctx.name, CustomizationSpec(ctx.name, ctx.pool.domain))
+
+
+def new_persistent_disk(ctx: Context) -> None:
+    if not ctx.pool.persistent_disk_mb:
+        return
+    name = f"{ctx.name}-pd"
+    disk, _ = PersistentDisk.objects.get_or_create(
+        name=name,
+        defaults={
+            "pool": ctx.pool,
+            "desktop": ctx.desktop,
+            "datastore": ctx.desktop.datastore,
+            "size_mb": ctx.pool.persistent_disk_mb,
+            "user": ctx.desktop.assigned_user,
+        },
+    )
+    ctx.driver.create_disk(name, disk.datastore.name, disk.size_mb)
+    ctx.driver.attach_disk(ctx.name, name)
+
+
+def checkpoint(ctx: Context) -> None:
+    ctx.desktop.checkpoint = ctx.driver.checkpoint(ctx.name)
+    ctx.desktop.delta_mb = ctx.driver.get_vm(ctx.name).delta_mb
+    save(ctx.desktop, "checkpoint", "delta_mb")
+
+
+def power_ready(ctx: Context) -> None:
+    """Back to ready as the pool's power policy wants: Available (on) or Provisioned (off)."""
+    if ctx.pool.ready_state == S.AVAILABLE:
+        ctx.driver.power_on(ctx.name)
+    else:
+        ctx.driver.power_off(ctx.name)
+    ensure_state(ctx.desktop, ctx.pool.ready_state)
+
+
+def power_action(ctx: Context) -> None:
+    action = ctx.operation.options.get("action")
+    if action == "start":
+        ctx.driver.power_on(ctx.name)
+        ensure_state(ctx.desktop, S.AVAILABLE)
+    elif action == "shutdown":
+        ctx.driver.shutdown(ctx.name)
+        ensure_state(ctx.desktop, S.PROVISIONED)
+    elif action == "restart":
+        if ctx.driver.get_vm(ctx.name).power == "on":
+            ctx.driver.restart(ctx.name)
+        else:
+            ctx.driver.power_on(ctx.name)
+        ensure_state(ctx.desktop, S.AVAILABLE)
+    else:
+        raise ValueError(f"unknown power action {action!r}")
+
+
+def log_off(ctx: Context) -> None:
+    ctx.driver.log_off(ctx.name)
+    ctx.desktop.session_user = ""
+    save(ctx.desktop, "session_user")
+    if ctx.desktop.state in (S.CONNECTED, S.DISCONNECTED):
+        ensure_state(ctx.desktop, S.AVAILABLE)
+
+
+def release_disks(ctx: Context) -> None:
+    """Delete: kept disks stay listed, detached, ready to attach to another desktop; the
+    others are deleted only because the administrator asked for it."""
+    keep = ctx.operation.options.get("keep_disks", True)
+    for disk in ctx.disks():
+        ctx.driver.detach_disk(ctx.name, disk.name)
+        if keep:
+            disk.desktop = None
+            disk.save(update_fields=["desktop"])
+        else:
+            ctx.driver.delete_disk(disk.name)
+            disk.delete()
+
+
+def delete_vm(ctx: Context) -> None:
+    ctx.driver.delete_vm(ctx.name)
+
+
+def forget(ctx: Context) -> None:
+    ctx.desktop.delete()
+
+
+Step = Callable[[Context], None]
+
+PROVISION = [
+    ("clone", clone),
+    ("customize", customize),
+    ("persistent_disk", new_persistent_disk),
+    ("checkpoint", checkpoint),
+    ("power", power_ready),
+]
+REBUILD = [  # recompose and the tail of rebalance: a new delta over a replica, customized again
+    ("relink", relink),
+    ("customize", customize),
+    ("checkpoint", checkpoint),
+    ("attach_disks", attach_disks),
+    ("power", power_ready),
+]
+STEPS: dict[str, list[tuple[str, Step]]] = {
+    Kind.PROVISION: PROVISION,
+    Kind.REFRESH: [
+        ("session", session),
+        ("maintenance", maintenance),
+        ("power_off", power_off),
+        ("revert", revert),
+        ("power", power_ready),
+    ],
+    Kind.RECOMPOSE: [
+        ("session", session),
+        ("maintenance", maintenance),
+        ("power_off", power_off),
+        ("detach_disks", detach_disks),
+        ("delete_delta", delete_delta),
+        *REBUILD,
+    ],
+    Kind.REBALANCE: [
+        ("session", session),
+        ("maintenance", maintenance),
+        ("power_off", power_off),
+        ("detach_disks", detach_disks),
+        ("delete_delta", delete_delta),
+        ("move_vm", move_vm),
+        ("move_disks", move_disks),
+        *REBUILD,
+    ],
+    Kind.DELETE: [
+        ("session", session),
+        ("deleting", deleting),
+        ("power_off", power_off),
+        ("release_disks", release_disks),
+        ("delete_vm", delete_vm),
+        ("forget", forget),
+    ],
+    Kind.POWER: [
+        ("session", session),
+        ("maintenance", maintenance),
+        ("power_action", power_action),
+    ],
+    Kind.LOGOFF: [("log_off", log_off)],
+}
+
+
+def run(task: OperationDesktop, operation: Operation) -> None:
+    """Run the operation's steps on the task's desktop, from the step it recorded last.
+
+    Raises Wait to park the desktop, DriverError when the hypervisor refuses a step.
+    """
+    desktop = Desktop.objects.select_related(
+        "pool__endpoint", "datastore", "image_version__image", "replica"
+    ).get(pk=task.desktop_id)
+    if operation.kind == Kind.POWER and operation.options.get("action") == "start":
+        steps = [s for s in STEPS[Kind.POWER] if s[0] != "session"]  # nobody is logged on
+    else:
+        steps = STEPS[operation.kind]
+    names = [name for name, _ in steps]
+    start = names.index(task.step) if task.step in names else 0
+    ctx = Context(
+        task, operation, desktop, desktop.pool, drivers.for_endpoint(desktop.pool.endpoint)
+    )
+    datastores = {desktop.datastore}
+    for name, step in steps[start:]:
+        if task.step != name:
+            task.step = name
+            task.save(update_fields=["step"])
+        step(ctx)
+        if name == "move_vm":
+            datastores.add(ctx.desktop.datastore)
+    for datastore in datastores:
+        sync_datastore(datastore)
+
+
+def wait_until(seconds: int):
+    return timezone.now() + timedelta(seconds=seconds)
