@@ -14,6 +14,7 @@ from composer import dispatch, lifecycle, steps
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
+from pools.models import Desktop
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def run_desktop(task_id: int, attempt: int) -> str:
             task.status, task.error = TaskStatus.HALTED, f"operation {operation.status}"
             task.finished_at = timezone.now()
             task.save(update_fields=["status", "error", "finished_at"])
+            Desktop.objects.filter(pk=task.desktop_id).update(task_halted=True)
         else:
             task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
             task.save(update_fields=["status", "started_at"])

@@ -25,6 +25,11 @@ class Command(BaseCommand):
         rate = sub.add_parser("fail-rate")
         rate.add_argument("rate", type=float)
         sub.add_parser("clear")
+        login = sub.add_parser("login", help="A user logs on to a desktop.")
+        login.add_argument("desktop")
+        login.add_argument("user")
+        logout = sub.add_parser("logout", help="The user logs off a desktop.")
+        logout.add_argument("desktop")
 
     def handle(self, *args, action, endpoint, **options):
         try:
@@ -48,3 +53,11 @@ class Command(BaseCommand):
             sim.set_fail_rate(options["rate"])
         elif action == "clear":
             sim.clear_failures()
+        elif action == "login":
+            sim.start_session(options["desktop"], options["user"])
+        elif action == "logout":
+            sim.end_session(options["desktop"])
+        if action in ("login", "logout"):
+            from composer.reconciler import sync_vms
+
+            sync_vms(row)  # show it in the portal now rather than at the next reconcile

@@ -1,0 +1,12 @@
+from django.core.management.base import BaseCommand
+
+from composer.reconciler import reconcile
+
+
+class Command(BaseCommand):
+    help = "Run the reconciler once (rqcron runs it every minute: manage.py rqcron composer.cron)."
+
+    def handle(self, *args, **options):
+        report = reconcile()
+        for key, value in report.items():
+            self.stdout.write(f"{key}: {value}")

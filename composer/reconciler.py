@@ -1,0 +1,201 @@
+"""The reconciler: nothing stays stuck.
+
+Runs every minute (rq cron, composer/cron.py) and on demand. It is idempotent, so running it
+twice, or on two hosts at once, does no harm. In order:
+1. operations whose start job is gone (scheduled and due, queued, or running but not yet
+   prepared) are enqueued again;
+2. desktops handed to a worker that died (the job is gone, or its worker is) are handed out
+   again, and carry on from the step they recorded;
+3. running operations dispatch waiting desktops and end when every desktop has finished;
+4. a desktop left busy (Provisioning, Customizing, Maintenance, Deleting) by no live
+   operation goes to Error with the reason, so an administrator can repair it;
+5. the inventory is compared with the hypervisor: vanished VMs are flagged "missing",
+   sessions are brought up to date.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+
+from composer import dispatch, drivers, lifecycle
+from composer.drivers.base import DriverError
+from composer.models import Operation, OperationDesktop
+from composer.queue import queue
+from pools.models import Desktop, HypervisorEndpoint
+from pools.states import BUSY, DesktopState, transition
+
+log = logging.getLogger(__name__)
+
+Status = Operation.Status
+TaskStatus = OperationDesktop.Status
+
+# A job enqueued on commit may take a moment to appear; do not act on anything younger.
+SETTLE = timedelta(seconds=30)
+# A busy rq worker heartbeats every job_monitoring_interval (30 s by default).
+HEARTBEAT_GRACE = timedelta(seconds=120)
+
+
+def reconcile() -> dict:
+    from composer.jobs import run_operation
+
+    now = timezone.now()
+    report = {"operations_restarted": 0, "desktops_resumed": 0, "desktops_ended": 0}
+    conn = queue().connection
+
+    # 1. Operations whose start job is gone.
+    due = Operation.objects.filter(status=Status.SCHEDULED, scheduled_for__lte=now)
+    queued = Operation.objects.filter(status=Status.QUEUED, requested_at__lte=now - SETTLE)
+    unprepared = Operation.objects.filter(
+        status=Status.RUNNING, prepared_at__isnull=True, started_at__lte=now - SETTLE
+    )
+    for operation in [*due, *queued, *unprepared]:
+        if not job_alive(operation.job_id, conn):
+            queue().enqueue(run_operation, operation.pk, job_id=operation.job_id)
+            report["operations_restarted"] += 1
+
+    # 2. Desktops whose worker died.
+    stale = OperationDesktop.objects.filter(
+        status__in=OperationDesktop.IN_FLIGHT, dispatched_at__lte=now - SETTLE
+    )
+    for task in stale:
+        if job_alive(task.job_id, conn):
+            continue
+        with transaction.atomic():
+            updated = OperationDesktop.objects.filter(
+                pk=task.pk, status=task.status, attempts=task.attempts
+            ).update(status=TaskStatus.PENDING)
+        if updated:
+            log.warning(
+                "desktop %s: worker lost at step %r, resuming", task.desktop_name, task.step
+            )
+            report["desktops_resumed"] += 1
+
+    # 3. Keep running operations moving, and end the ones that are done.
+    endpoints = set(
+        Operation.objects.filter(status__in=[Status.RUNNING, Status.CANCELLING]).values_list(
+            "pool__endpoint_id", flat=True
+        )
+    )
+    for endpoint_id in endpoints - {None}:
+        dispatch.dispatch(endpoint_id)
+    for operation_id in Operation.objects.filter(
+        status__in=[Status.RUNNING, Status.CANCELLING]
+    ).values_list("pk", flat=True):
+        lifecycle.finish_if_done(operation_id)
+
+    # 4. Busy desktops that no live operation holds.
+    report["desktops_ended"] = end_orphaned_desktops()
+
+    # 5. Drift and sessions.
+    for endpoint in HypervisorEndpoint.objects.all():
+        try:
+            sync_vms(endpoint)
+        except DriverError as exc:
+            log.warning("inventory of %s not read: %s", endpoint, exc)
+    return report
+
+
+def end_orphaned_desktops() -> int:
+    held = OperationDesktop.objects.filter(
+        operation__status__in=Operation.ACTIVE,
+        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT],
+    ).values("desktop_id")
+    ended = 0
+    for desktop in Desktop.objects.filter(state__in=BUSY).exclude(pk__in=held):
+        with transaction.atomic():
+            desktop = Desktop.objects.select_for_update().get(pk=desktop.pk)
+            if desktop.state not in BUSY:
+                continue
+            last = desktop.tasks.select_related("operation").order_by("-pk").first()
+            where = (
+                f"operation #{last.operation_id} ({last.operation.get_status_display()}) "
+                f"ended while it was at step {last.step or 'start'}"
+                if last
+                else "no operation holds it"
+            )
+            transition(
+                desktop,
+                DesktopState.ERROR,
+                reason=f"Interrupted: {where}. Refresh, recompose or delete it to recover.",
+            )
+            ended += 1
+    return ended
+
+
+def sync_vms(endpoint: HypervisorEndpoint) -> None:
+    """Flag desktops whose VM vanished as missing (and clear the flag when it is back), and
+    take sessions from the hypervisor."""
+    vms = {vm.name: vm for vm in drivers.for_endpoint(endpoint).inventory().vms}
+    desktops = Desktop.objects.filter(pool__endpoint=endpoint).exclude(driver_ref="")
+    for desktop in desktops:
+        vm = vms.get(desktop.name)
+        missing = vm is None
+        changed = []
+        if desktop.missing != missing:
+            desktop.missing = missing
+            changed.append("missing")
+        if vm is not None and desktop.session_user != vm.session_user:
+            desktop.session_user = vm.session_user
+            changed.append("session_user")
+        if changed:
+            desktop.save(update_fields=[*changed, "updated_at"])
+        if vm is None:
+            continue
+        # Ready desktops follow their sessions; busy ones are left to their operation.
+        if vm.session_user and desktop.state in (DesktopState.AVAILABLE, DesktopState.DISCONNECTED):
+            transition(desktop, DesktopState.CONNECTED)
+        elif not vm.session_user and desktop.state in (
+            DesktopState.CONNECTED,
+            DesktopState.DISCONNECTED,
+        ):
+            transition(desktop, DesktopState.AVAILABLE)
+
+
+def job_alive(job_id: str, conn) -> bool:
+    """Whether the rq job still exists and will run or is running on a live worker."""
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return True
+    if status == JobStatus.STARTED:
+        return bool(job.worker_name) and worker_alive(job.worker_name, conn)
+    return False
+
+
+def worker_alive(name: str, conn) -> bool:
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn)
+    if worker is None:
+        return False
+    # On this host a dead process shows at once; elsewhere, by a heartbeat that stopped.
+    if worker.hostname == socket.gethostname() and worker.pid and not _pid_alive(worker.pid):
+        return False
+    beat = worker.last_heartbeat
+    if beat is not None:
+        if timezone.is_naive(beat):
+            beat = timezone.make_aware(beat, datetime.UTC)
+        if timezone.now() - beat > HEARTBEAT_GRACE:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
