@@ -23,12 +23,17 @@ def pytest_configure(config):
 
     # Zero-latency simulator unless a test asks for latency.
     settings.SIMULATOR_STEP_SECONDS = 0
+    folder = Path(tempfile.mkdtemp(prefix="portal-test-"))
+    _embedded["folder"] = folder
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        # A file, not memory, so real worker processes (tests/composer/test_workers.py) can
+        # open the test database too.
+        database.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")
     if "REDIS_URL" in os.environ:
         return
-    folder = Path(tempfile.mkdtemp(prefix="portal-test-redis-"))
     socket_path = folder / "redis.sock"
     _embedded["process"] = embedded_redis.start(socket_path, folder, persist=False)
-    _embedded["folder"] = folder
     url = f"unix://{socket_path}"
     settings.REDIS_URL = url
     settings.SIMULATOR_REDIS_URL = url
@@ -39,6 +44,7 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if "process" in _embedded:
         embedded_redis.stop(_embedded["process"])
+    if "folder" in _embedded:
         shutil.rmtree(_embedded["folder"], ignore_errors=True)
 
 

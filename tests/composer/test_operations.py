@@ -267,7 +267,9 @@ def test_delete_desktops_keeping_disks_leaves_them_listed_and_detached(users, la
 
 
 def test_delete_pool_with_disks_removes_everything(users, lab, pool, run_jobs):
-    operation = services.start_operation(users["admin"], pool, "delete", extra={"keep_disks": False})
+    operation = services.start_operation(
+        users["admin"], pool, "delete", extra={"keep_disks": False}
+    )
     run_jobs()
     operation.refresh_from_db()
     assert operation.status == Status.SUCCEEDED
@@ -416,7 +418,9 @@ def test_helpdesk_may_refresh_one_desktop_but_not_the_pool(users, lab, pool, run
     with pytest.raises(PermissionDenied):
         services.start_operation(users["auditor"], pool, "refresh", desktops(pool, "OPS-01"))
     assert not Operation.objects.exclude(kind="provision").exists()
-    operation = services.start_operation(users["helpdesk"], pool, "refresh", desktops(pool, "OPS-01"))
+    operation = services.start_operation(
+        users["helpdesk"], pool, "refresh", desktops(pool, "OPS-01")
+    )
     run_jobs()
     operation.refresh_from_db()
     assert operation.status == Status.SUCCEEDED

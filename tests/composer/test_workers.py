@@ -1,0 +1,173 @@
+"""Real worker processes: global limits across 4 workers, and surviving a killed worker.
+
+These start `manage.py rqworker` subprocesses against the test database and the test Redis,
+as production runs them, and the simulator with a small step time so work overlaps.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from composer import reconciler, services
+from composer.models import Operation, OperationDesktop
+from pools.models import Desktop, HypervisorEndpoint, PersistentDisk, Pool
+from pools.states import BUSY, DesktopState
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+GIB = 1024
+TaskStatus = OperationDesktop.Status
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db["USER"] or "postgres"
+    auth = f"{user}:{db['PASSWORD']}@" if db["PASSWORD"] else f"{user}@"
+    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def start_worker(step_seconds: float, burst: bool = False) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SIMULATOR_STEP_SECONDS": str(step_seconds),
+        "LOG_LEVEL": "WARNING",
+    }
+    args = [sys.executable, "manage.py", "rqworker", "default"]
+    if burst:
+        args.append("--burst")
+    # Its own process group, so killing it takes its work horse too, as a host crash would.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, sig)
+    worker.wait(timeout=60)
+
+
+def wait_for(predicate, timeout=120, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def big_pool(users, lab, run_jobs):
+    def make(size):
+        services.create_pool(
+            users["admin"],
+            services.PoolSpec(
+                name="Big",
+                naming_pattern="BIG-{n:fixed=3}",
+                size=size,
+                datastores=[lab.ds["ds-a"], lab.ds["ds-b"]],
+                image_version=lab.v1,
+                overcommit=4,
+                persistent_disk_mb=GIB,
+            ),
+        )
+        run_jobs()  # provisioned in-process, with no step time
+        pool = Pool.objects.get(name="Big")
+        assert pool.desktops.filter(state=DesktopState.AVAILABLE).count() == size
+        return pool
+
+    return make
+
+
+def test_four_workers_never_exceed_the_global_limit(users, lab, big_pool):
+    pool = big_pool(16)
+    HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(max_maintenance=3)
+    lab.sim.reset_peak()
+    operation = services.start_operation(users["admin"], pool, "refresh")
+
+    workers = [start_worker(step_seconds=0.05) for _ in range(4)]
+    try:
+        samples = []
+
+        def done():
+            samples.append(
+                OperationDesktop.objects.filter(
+                    operation=operation, status=TaskStatus.RUNNING
+                ).count()
+            )
+            operation.refresh_from_db()
+            return not operation.is_active
+
+        wait_for(done)
+    finally:
+        for worker in workers:
+            stop(worker)
+
+    assert operation.status == Operation.Status.SUCCEEDED
+    assert max(samples) <= 3
+    # The simulator counts overlapping hypervisor calls across all processes.
+    assert 2 <= lab.sim.peak_in_flight() <= 3
+    assert operation.tasks.filter(status=TaskStatus.SUCCEEDED).count() == 16
+
+
+def test_killed_worker_mid_recompose_is_survived(users, lab, big_pool, monkeypatch):
+    pool = big_pool(10)
+    disks_before = sorted(PersistentDisk.objects.values_list("pk", "name", "desktop__name"))
+    operation = services.plan_operation(
+        users["admin"], pool, "recompose", extra={"image_version": lab.v2.pk}
+    )
+    services.approve(users["admin"], operation)
+
+    worker = start_worker(step_seconds=0.2)
+    try:
+        # Let it get well into the work: some desktops done, one half-way through its steps.
+        wait_for(
+            lambda: (
+                operation.tasks.filter(status=TaskStatus.SUCCEEDED).count() >= 2
+                and operation.tasks.filter(status=TaskStatus.RUNNING).exclude(step="").exists()
+            )
+        )
+    finally:
+        stop(worker, signal.SIGKILL)
+    interrupted = list(
+        operation.tasks.filter(status=TaskStatus.RUNNING).values_list("desktop_name", "step")
+    )
+    assert interrupted, "the worker should have died mid-desktop"
+    assert (
+        Desktop.objects.filter(state=DesktopState.MAINTENANCE).exists()
+        or Desktop.objects.filter(state=DesktopState.CUSTOMIZING).exists()
+    )
+
+    # A new worker and the reconciler (its every-minute run, here without the settling delay).
+    monkeypatch.setattr(reconciler, "SETTLE", reconciler.timedelta(0))
+    report = reconciler.reconcile()
+    assert report["desktops_resumed"] >= 1
+    worker = start_worker(step_seconds=0, burst=True)
+    worker.wait(timeout=120)
+    reconciler.reconcile()
+
+    operation.refresh_from_db()
+    assert operation.status == Operation.Status.SUCCEEDED
+    for desktop in Desktop.objects.filter(pool=pool):
+        assert desktop.state == DesktopState.AVAILABLE, (desktop.name, desktop.reason)
+        assert desktop.image_version_id == lab.v2.pk
+        vm = lab.sim.get_vm(desktop.name)
+        assert vm.disks == (f"{desktop.name}-pd",) and vm.power == "on"
+    assert not Desktop.objects.filter(state__in=BUSY).exists()
+    assert sorted(PersistentDisk.objects.values_list("pk", "name", "desktop__name")) == disks_before
+    assert {d.name for d in lab.sim.inventory().disks} == {name for _, name, _ in disks_before}
+    # The interrupted desktops carried on from the step they had recorded.
+    for name, step in interrupted:
+        task = operation.tasks.get(desktop_name=name)
+        assert task.attempts >= 2, (name, step)
