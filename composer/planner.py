@@ -281,7 +281,7 @@ def _apportion(
 
     def key(n: str) -> tuple[bool, int, bool, str]:
         nxt, w = counts[n] + 1, weights[n]
-        return (w == 0, nxt * (scale // w) if w else nxt, False, n)
+        return (w == 0, nxt * (scale // w) if w else nxt, nxt > current[n], n)
 
     heap = [key(n) for n in counts if counts[n] < caps[n]]
     heapq.heapify(heap)

@@ -102,3 +102,56 @@ class PoolForm(forms.Form):
             max_concurrent_provisioning=data["max_concurrent_provisioning"],
             domain=data["domain"],
         )
+
+
+class PoolDatastoresForm(forms.Form):
+    """Which of its endpoint's datastores a pool uses, and at what over-commit level.
+
+    Deselecting a datastore keeps its row (selected=False) so a rebalance knows to vacate it;
+    selecting one the pool never used adds a row.
+    """
+
+    def __init__(self, *args, pool: Pool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pool = pool
+        self.links = {link.datastore_id: link for link in pool.pool_datastores.all()}
+        self.datastores = list(Datastore.objects.filter(endpoint_id=pool.endpoint_id))
+        for ds in self.datastores:
+            link = self.links.get(ds.pk)
+            self.fields[f"selected_{ds.pk}"] = forms.BooleanField(
+                required=False, initial=bool(link and link.selected), label=f"Use {ds.name}"
+            )
+            self.fields[f"overcommit_{ds.pk}"] = forms.TypedChoiceField(
+                choices=Overcommit.choices,
+                coerce=int,
+                initial=link.overcommit if link else ds.overcommit,
+                label=f"Over-commit on {ds.name}",
+            )
+
+    def rows(self):
+        """(datastore, its link or None, selected field, over-commit field) for the template."""
+        return [
+            (ds, self.links.get(ds.pk), self[f"selected_{ds.pk}"], self[f"overcommit_{ds.pk}"])
+            for ds in self.datastores
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if not any(data.get(f"selected_{ds.pk}") for ds in self.datastores):
+            raise forms.ValidationError("Select at least one datastore for the pool.")
+        return data
+
+    def changes(self) -> list[tuple[Datastore, bool, int]]:
+        """(datastore, selected, over-commit) for each datastore whose row must change or be
+        created; a datastore the pool never used and that stays unselected needs no row."""
+        out = []
+        for ds in self.datastores:
+            selected = self.cleaned_data[f"selected_{ds.pk}"]
+            overcommit = self.cleaned_data[f"overcommit_{ds.pk}"]
+            link = self.links.get(ds.pk)
+            if link is None and not selected:
+                continue
+            if link is not None and (link.selected, link.overcommit) == (selected, overcommit):
+                continue
+            out.append((ds, selected, overcommit))
+        return out

@@ -12,7 +12,7 @@ from django.utils import timezone
 from composer import dispatch, services
 from composer.models import Operation, OperationDesktop
 from composer.reconciler import reconcile
-from composer.services import Options, OperationRefused
+from composer.services import OperationRefused, Options
 from pools.models import Desktop, PersistentDisk, Pool, PoolDatastore, Replica
 from pools.states import DesktopState
 from portal.models import AuditEvent

@@ -63,6 +63,8 @@ class Command(BaseCommand):
         self._spawn("worker", [*manage, "rqworker", "--with-scheduler", "default"])
         for n in range(2, workers + 1):
             self._spawn(f"worker {n}", [*manage, "rqworker", "default"])
+        # The reconciler every minute: resumes work of dead workers, ends stuck desktops.
+        self._spawn("cron", [*manage, "rqcron", "composer.cron", "--logging-level", "WARNING"])
         self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
         self._print_banner(port)
 
