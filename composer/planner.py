@@ -123,6 +123,9 @@ def slots(
             movable_disk[d.datastore] += d.disk_mb
         else:
             fixed[d.datastore] += 1
+    # Any movable desktop fits in one slot.
+    slot_real = max((d.real_mb for d in movable), default=1)
+    slot_disk = max((d.disk_mb for d in movable), default=1)
     result = {}
     for ds in datastores:
         if not ds.selected or not movable:
@@ -131,10 +134,10 @@ def slots(
             continue
         missing = sum(replica_mb[v] for v in versions - ds.replicas)
         space = ds.free_mb + movable_real[ds.name] - missing
-        free_slots = space // max(d.real_mb for d in movable)
+        free_slots = space // slot_real
         if ds.overcommit:
             commit = ds.capacity_mb * ds.overcommit - ds.committed_mb + movable_disk[ds.name]
-            free_slots = min(free_slots, commit // max(d.disk_mb for d in movable))
+            free_slots = min(free_slots, commit // slot_disk)
         result[ds.name] = fixed[ds.name] + max(0, free_slots)
     return result
 
@@ -159,7 +162,8 @@ def plan(
     current = {n: len(on[n]) for n in names}
     targets = {n: sum(not d.movable for d in on[n]) for n in names}
 
-    # 1. Fill the slots, in proportion to them.
+    # 1. Fill the slots, in proportion to them (a deselected datastore's slots are its
+    #    unmovable desktops, so it takes nothing).
     total = len(desktops)
     _apportion(targets, room, room, min(total, sum(room.values())), current)
     # 2. Surplus: selected datastores over their slots keep some of what they hold already.
@@ -181,16 +185,16 @@ def plan(
     replicas_needed = set()
     by_name = {ds.name: ds for ds in datastores}
     for n in names:
-        deficit = current[n] - targets[n]
+        wanted = targets[n] - current[n]
         have = by_name[n].replicas
         for version in sorted(leaving, key=lambda v: (v not in have, v)):
             queue = leaving[version]
-            while deficit < 0 and queue:
+            while wanted > 0 and queue:
                 d = queue.popleft()
                 moves.append(Move(d.name, d.datastore, n))
                 if version not in have:
                     replicas_needed.add((version, n))
-                deficit += 1
+                wanted -= 1
     moves.sort(key=lambda m: m.desktop)
 
     moved = {m.desktop for m in moves}
@@ -255,7 +259,7 @@ def apply(
             )
             for ds in datastores
         ],
-        [replace(d, datastore=where.get(d.name, d.datastore)) for d in desktops],
+        [replace(d, datastore=where[d.name]) if d.name in where else d for d in desktops],
     )
 
 
