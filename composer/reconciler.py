@@ -41,8 +41,9 @@ TaskStatus = OperationDesktop.Status
 
 # A job enqueued on commit may take a moment to appear; do not act on anything younger.
 SETTLE = timedelta(seconds=30)
-# A busy rq worker heartbeats every job_monitoring_interval (30 s by default).
-HEARTBEAT_GRACE = timedelta(seconds=120)
+# A busy rq worker heartbeats every job_monitoring_interval (30 s by default); two missed
+# beats mean it is gone, so a crashed host is noticed within about two minutes.
+HEARTBEAT_GRACE = timedelta(seconds=60)
 
 
 def reconcile() -> dict:

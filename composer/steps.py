@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from composer import drivers
-from composer.drivers.base import CustomizationSpec, Driver
+from composer.drivers.base import CustomizationSpec, Driver, NotFound
 from composer.models import Operation, OperationDesktop
 from composer.replicas import ensure_replica, replica_info, sync_datastore
 from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
@@ -74,7 +74,12 @@ def save(desktop: Desktop, *fields: str) -> None:
 
 def session(ctx: Context) -> None:
     """Wait for the user to log off, or warn, give the grace period, then log them off."""
-    vm = ctx.driver.get_vm(ctx.name)
+    try:
+        vm = ctx.driver.get_vm(ctx.name)
+    except NotFound:
+        if ctx.operation.kind == Kind.DELETE:
+            return  # the VM vanished: nobody to wait for, and delete cleans up the rest
+        raise
     if ctx.desktop.session_user != vm.session_user:
         ctx.desktop.session_user = vm.session_user
         save(ctx.desktop, "session_user")
@@ -106,7 +111,11 @@ def deleting(ctx: Context) -> None:
 
 
 def power_off(ctx: Context) -> None:
-    ctx.driver.power_off(ctx.name)
+    try:
+        ctx.driver.power_off(ctx.name)
+    except NotFound:
+        if ctx.operation.kind != Kind.DELETE:
+            raise
 
 
 def revert(ctx: Context) -> None:

@@ -436,3 +436,16 @@ def test_reconciler_ends_a_desktop_stuck_in_maintenance_and_flags_missing_vms(us
     assert stuck.state == DesktopState.ERROR and "Interrupted" in stuck.reason
     assert Desktop.objects.get(name="OPS-02").missing
     assert not Desktop.objects.get(name="OPS-03").missing
+
+
+def test_deleting_a_desktop_whose_vm_vanished_cleans_up_the_rest(users, lab, pool, run_jobs):
+    lab.sim.vanish("OPS-06")
+    reconcile()
+    (gone,) = desktops(pool, "OPS-06")
+    assert gone.missing
+    services.start_operation(users["admin"], pool, "delete", [gone], extra={"keep_disks": True})
+    run_jobs()
+    assert not Desktop.objects.filter(name="OPS-06").exists()
+    disk = PersistentDisk.objects.get(name="OPS-06-pd")
+    assert disk.desktop is None  # kept, detached, listed
+    assert sim_disks(lab)["OPS-06-pd"].attached_to == ""
