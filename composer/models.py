@@ -20,6 +20,7 @@ class Operation(models.Model):
         DELETE = "delete", "Delete"
         POWER = "power", "Power"
         LOGOFF = "logoff", "Log off"
+        ATTACH_DISK = "attach_disk", "Attach disk"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Awaiting approval"  # a plan shown for preview, not yet approved

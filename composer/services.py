@@ -14,7 +14,15 @@ from django.utils import timezone
 from composer import capacity, naming
 from composer.models import Operation, OperationDesktop
 from composer.queue import enqueue_on_commit, queue
-from pools.models import Datastore, Desktop, ImageVersion, Pool, PoolDatastore, Replica
+from pools.models import (
+    Datastore,
+    Desktop,
+    ImageVersion,
+    PersistentDisk,
+    Pool,
+    PoolDatastore,
+    Replica,
+)
 from portal.audit import Outcome, record
 
 
@@ -465,6 +473,21 @@ def _option_parameters(operation: Operation) -> dict:
         "stop_on_error": operation.stop_on_error,
         **{k: v for k, v in operation.options.items()},
     }
+
+
+def attach_disk(actor, disk: PersistentDisk, desktop: Desktop, request=None) -> Operation:
+    """Attach a kept persistent disk to a desktop (for example a user's disk to their new
+    desktop after the old one was deleted)."""
+    if disk.desktop_id is not None:
+        raise OperationRefused(f"{disk.name} is attached to {disk.desktop}; detach it first.")
+    return start_operation(
+        actor,
+        desktop.pool,
+        Kind.ATTACH_DISK,
+        [desktop],
+        extra={"disk": disk.pk, "disk_name": disk.name},
+        request=request,
+    )
 
 
 # -- controlling a running operation --------------------------------------------------------

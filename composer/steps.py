@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from composer import drivers
-from composer.drivers.base import CustomizationSpec, Driver, NotFound
+from composer.drivers.base import CustomizationSpec, Driver, DriverError, NotFound
 from composer.models import Operation, OperationDesktop
 from composer.replicas import ensure_replica, replica_info, sync_datastore
 from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
@@ -252,6 +252,20 @@ def release_disks(ctx: Context) -> None:
             disk.delete()
 
 
+def attach_kept_disk(ctx: Context) -> None:
+    """Give a kept (detached) persistent disk to this desktop, moving it to the desktop's
+    datastore first so the two stay together for rebalance."""
+    disk = PersistentDisk.objects.select_related("datastore").get(pk=ctx.operation.options["disk"])
+    if disk.desktop_id not in (None, ctx.desktop.pk):
+        raise DriverError(f"disk {disk.name} is attached to another desktop")
+    if disk.datastore_id != ctx.desktop.datastore_id:
+        ctx.driver.move_disk(disk.name, ctx.desktop.datastore.name)
+        disk.datastore = ctx.desktop.datastore
+    ctx.driver.attach_disk(ctx.name, disk.name)
+    disk.desktop, disk.pool = ctx.desktop, ctx.pool
+    disk.save(update_fields=["desktop", "pool", "datastore"])
+
+
 def delete_vm(ctx: Context) -> None:
     ctx.driver.delete_vm(ctx.name)
 
@@ -317,6 +331,7 @@ STEPS: dict[str, list[tuple[str, Step]]] = {
         ("power_action", power_action),
     ],
     Kind.LOGOFF: [("log_off", log_off)],
+    Kind.ATTACH_DISK: [("attach_disk", attach_kept_disk)],
 }
 
 

@@ -1,13 +1,30 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from composer import progress
-from composer.models import Operation
+from composer import eta, progress, services
+from composer.drivers.base import DriverError
+from composer.models import Operation, OperationDesktop
+from pools.models import ImageVersion, PoolDatastore
 from portal.permissions import require
+
+Status = Operation.Status
+TaskStatus = OperationDesktop.Status
+
+# Real use from which a datastore is flagged (DESIGN: warn at 95%).
+WARN_PERCENT = 95.0
+
+# Which control applies in which status (the services refuse the others anyway).
+CONTROLS = {
+    "cancel": (Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.PAUSED),
+    "pause": (Status.RUNNING,),
+    "resume": (Status.PAUSED,),
+}
 
 
 @require("composer.view_operation", action="view_operations")
@@ -31,13 +48,177 @@ def operation_detail(request, pk: int):
     operation = get_object_or_404(Operation.objects.select_related("requested_by", "pool"), pk=pk)
     progress.attach(operation)
     end = operation.finished_at or timezone.now()
+    running = operation.status == Status.RUNNING
     context = {
         "operation": operation,
         "tasks": operation.tasks.select_related("desktop").order_by("desktop_name"),
         "elapsed": (end - operation.started_at) if operation.started_at else None,
+        "estimating": running,
+        "remaining_time": _remaining_time(operation) if running else None,
+        "controls": [name for name, statuses in CONTROLS.items() if operation.status in statuses],
+        "kind_options": _kind_options(operation),
+        "planned": operation.kind in services.PLANNED_KINDS and bool(operation.plan),
         "live": operation.is_active,
         "poll_seconds": settings.POLL_SECONDS,
     }
     if request.htmx:
         return render(request, "composer/operation_detail.html#live", context)
     return render(request, "composer/operation_detail.html", context)
+
+
+def _remaining_time(operation: Operation):
+    durations = [
+        finished - started
+        for started, finished in operation.tasks.filter(
+            status__in=[TaskStatus.SUCCEEDED, TaskStatus.FAILED],
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        ).values_list("started_at", "finished_at")
+    ]
+    counted = operation.progress
+    return eta.estimate(durations, counted.total - counted.done, counted.in_flight)
+
+
+def _kind_options(operation: Operation) -> list[tuple[str, str]]:
+    """The kind's own options as (label, value) for the page."""
+    options = operation.options or {}
+    shown = []
+    if "image_version" in options:
+        version = (
+            ImageVersion.objects.select_related("image").filter(pk=options["image_version"]).first()
+        )
+        shown.append(("Target image version", str(version) if version else "deleted"))
+        default = "becomes this version" if options.get("set_default") else "unchanged"
+        shown.append(("Pool's default image", default))
+    if "keep_disks" in options:
+        shown.append(("Persistent disks", "kept" if options["keep_disks"] else "deleted"))
+    if options.get("delete_pool"):
+        shown.append(("Pool", "deleted with its desktops"))
+    if "action" in options:
+        shown.append(("Power action", str(options["action"]).capitalize()))
+    return shown
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+@require("composer.view_operation", action="view_plan")
+def plan_detail(request, pk: int):
+    """The preview of a recompose or rebalance, with Approve and Discard while it is a draft."""
+    operation = get_object_or_404(Operation.objects.select_related("requested_by", "pool"), pk=pk)
+    if operation.kind not in services.PLANNED_KINDS:
+        return redirect(operation)
+    plan = operation.plan or {}
+    return render(
+        request,
+        "composer/plan_detail.html",
+        {
+            "operation": operation,
+            "plan": plan,
+            "usage": _usage_rows(operation, plan),
+            "sessions": plan.get("sessions", []),
+            "skipped": operation.tasks.filter(status=TaskStatus.SKIPPED).order_by("desktop_name")
+            if operation.kind == Operation.Kind.RECOMPOSE
+            else [],
+            "unplaced": sorted((plan.get("unplaced") or {}).items()),
+            "not_moved": sorted((plan.get("not_moved") or {}).items()),
+            "is_draft": operation.status == Status.DRAFT,
+        },
+    )
+
+
+def _percent(part, whole) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def _usage_rows(operation: Operation, plan: dict) -> list[dict]:
+    """Each datastore's real and over-commit use before and after, with percentages."""
+    factors = {}
+    if operation.pool_id:
+        factors = dict(
+            PoolDatastore.objects.filter(pool_id=operation.pool_id).values_list(
+                "datastore__name", "overcommit"
+            )
+        )
+    rows = []
+    for name, use in sorted((plan.get("usage") or {}).items()):
+        capacity = use.get("capacity_mb") or 0
+        limit = use.get("overcommit_limit_mb")
+        if limit is None and operation.kind == Operation.Kind.RECOMPOSE and factors.get(name):
+            # The recompose plan leaves the limit out; the pool's level for the datastore gives it.
+            limit = capacity * factors[name]
+        row = {"name": name, "capacity_mb": capacity, "limit_mb": limit}
+        for when in ("before", "after"):
+            real = use.get(f"real_{when}_mb") or 0
+            committed = use.get(f"committed_{when}_mb") or 0
+            real_percent = _percent(real, capacity)
+            row[when] = {
+                "real_mb": real,
+                "real_percent": real_percent,
+                "warn": real_percent is not None and real_percent >= WARN_PERCENT,
+                "committed_mb": committed,
+                "committed_percent": _percent(committed, limit),
+            }
+        row["sides"] = [row["before"], row["after"]]
+        rows.append(row)
+    return rows
+
+
+@require_POST
+@require("pools.run_maintenance", action="approve_plan")
+def plan_approve(request, pk: int):
+    operation = get_object_or_404(Operation, pk=pk)
+    try:
+        operation = services.approve(request.user, operation, request=request)
+    except services.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("composer:plan", pk=pk)
+    except DriverError as exc:
+        messages.error(request, f"The hypervisor did not answer: {exc}")
+        return redirect("composer:plan", pk=pk)
+    status = operation.get_status_display().lower()
+    messages.success(request, f"Plan approved: {operation} is {status}.")
+    return redirect(operation)
+
+
+@require_POST
+@require("pools.run_maintenance", action="discard_plan")
+def plan_discard(request, pk: int):
+    operation = get_object_or_404(Operation, pk=pk)
+    try:
+        services.discard(request.user, operation, request=request)
+    except services.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("composer:plan", pk=pk)
+    messages.success(request, f"Plan of {operation} discarded; nothing was changed.")
+    if operation.pool_id:
+        return redirect(operation.pool)
+    return redirect("composer:operations")
+
+
+# -- controlling an operation -----------------------------------------------------------------
+
+
+def _control_view(action: str):
+    run = {"cancel": services.cancel, "pause": services.pause, "resume": services.resume}[action]
+
+    @require_POST
+    @require("pools.run_maintenance", action=f"{action}_operation")
+    def view(request, pk: int):
+        operation = get_object_or_404(Operation, pk=pk)
+        try:
+            operation = run(request.user, operation, request=request)
+        except services.OperationRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            operation.refresh_from_db()  # a cancel with nothing in flight ends at once
+            messages.success(request, f"{operation}: {operation.get_status_display().lower()}.")
+        return redirect("composer:operation", pk=pk)
+
+    view.__name__ = f"operation_{action}"
+    return view
+
+
+operation_cancel = _control_view("cancel")
+operation_pause = _control_view("pause")
+operation_resume = _control_view("resume")

@@ -449,3 +449,22 @@ def test_deleting_a_desktop_whose_vm_vanished_cleans_up_the_rest(users, lab, poo
     disk = PersistentDisk.objects.get(name="OPS-06-pd")
     assert disk.desktop is None  # kept, detached, listed
     assert sim_disks(lab)["OPS-06-pd"].attached_to == ""
+
+
+def test_a_kept_disk_can_be_attached_to_another_desktop_later(users, lab, pool, run_jobs):
+    (old,) = desktops(pool, "OPS-01")
+    services.start_operation(users["admin"], pool, "delete", [old], extra={"keep_disks": True})
+    run_jobs()
+    kept = PersistentDisk.objects.get(name="OPS-01-pd")
+    assert kept.desktop is None
+    # A desktop on the other datastore, if there is one, shows the disk moving with it.
+    other = pool.desktops.exclude(datastore=kept.datastore).first() or pool.desktops.first()
+    services.attach_disk(users["admin"], kept, other)
+    run_jobs()
+    kept.refresh_from_db()
+    assert kept.desktop == other and kept.datastore == other.datastore
+    disk = sim_disks(lab)["OPS-01-pd"]
+    assert (disk.attached_to, disk.datastore) == (other.name, other.datastore.name)
+    assert set(lab.sim.get_vm(other.name).disks) == {f"{other.name}-pd", "OPS-01-pd"}
+    with pytest.raises(OperationRefused):
+        services.attach_disk(users["admin"], kept, pool.desktops.exclude(pk=other.pk).first())

@@ -1,0 +1,204 @@
+"""The form behind every maintenance operation: the options DESIGN.md lists for all of them,
+plus the few each kind adds. It only validates input; composer.services decides and acts."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+
+from composer.models import Operation
+from composer.services import Options
+from pools.models import Desktop, ImageVersion, Pool
+
+Kind = Operation.Kind
+
+# The kinds an administrator (or, for one desktop, helpdesk) starts from the pool page.
+OPERATE_KINDS = (
+    Kind.REFRESH,
+    Kind.RECOMPOSE,
+    Kind.REBALANCE,
+    Kind.POWER,
+    Kind.LOGOFF,
+    Kind.DELETE,
+)
+
+POWER_ACTIONS = [("start", "Start"), ("shutdown", "Shut down"), ("restart", "Restart")]
+
+# How many selected desktop names a page lists before summarising the rest.
+NAMES_SHOWN = 50
+
+
+def resolve_desktops(pool: Pool, raw_ids: list[str]) -> list[Desktop]:
+    """The pool's desktops with these ids, or a ValidationError naming each bad one."""
+    ids, bad = set(), []
+    for raw in raw_ids:
+        try:
+            ids.add(int(raw))
+        except (TypeError, ValueError):
+            bad.append(str(raw)[:20])
+    if bad:
+        raise forms.ValidationError(f"Not desktop ids: {', '.join(bad[:10])}.")
+    found = {d.pk: d for d in Desktop.objects.filter(pk__in=ids).select_related("datastore")}
+    missing = sorted(ids - set(found))
+    if missing:
+        raise forms.ValidationError(
+            f"No such desktop: {', '.join(str(i) for i in missing[:10])}. "
+            "It may have been deleted; go back to the pool page and select again."
+        )
+    foreign = sorted(d.name for d in found.values() if d.pool_id != pool.pk)
+    if foreign:
+        raise forms.ValidationError(f"Not in pool {pool.name}: {', '.join(foreign[:10])}.")
+    return sorted(found.values(), key=lambda d: d.name)
+
+
+class DesktopIdsField(forms.Field):
+    """The selected desktops, as repeated hidden `desktop` values; empty means the whole pool."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        if not value:
+            return []
+        values = [value] if isinstance(value, str) else list(value)
+        return [v for v in values if v != ""]
+
+
+class OperationForm(forms.Form):
+    WHEN = [("now", "Now"), ("later", "At a given time")]
+
+    desktop = DesktopIdsField(required=False)
+    # Set by the pool page's selection bar: an empty selection then means "nothing chosen",
+    # never "the whole pool".
+    selection = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    image_version = forms.ModelChoiceField(
+        queryset=ImageVersion.objects.none(), empty_label=None, label="Target image version"
+    )
+    set_default = forms.BooleanField(
+        required=False,
+        label="Make it the pool's default image",
+        help_text="New desktops of the pool are then built from this version.",
+    )
+    keep_disks = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Keep persistent disks",
+        help_text="Kept disks stay listed, detached, and can be attached to a desktop later.",
+    )
+    action = forms.ChoiceField(choices=POWER_ACTIONS, label="Power action")
+
+    when = forms.ChoiceField(choices=WHEN, initial="now", widget=forms.RadioSelect, label="Start")
+    start_at = forms.DateTimeField(
+        required=False,
+        label="Start at",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    logoff_policy = forms.ChoiceField(
+        choices=Operation.LogoffPolicy.choices,
+        initial=Operation.LogoffPolicy.WAIT,
+        label="Users logged on",
+    )
+    warning_message = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Warning message",
+        help_text="Shown to logged-on users before a forced logoff.",
+        initial="Your desktop will be logged off for maintenance. Save your work now.",
+    )
+    grace_seconds = forms.IntegerField(
+        min_value=0,
+        max_value=86400,
+        initial=300,
+        label="Grace period (seconds)",
+        help_text="Time between the warning and the forced logoff.",
+    )
+    stop_on_error = forms.BooleanField(required=False, label="Stop at the first error")
+
+    # Fields only one kind takes.
+    KIND_FIELDS = {
+        "image_version": Kind.RECOMPOSE,
+        "set_default": Kind.RECOMPOSE,
+        "keep_disks": Kind.DELETE,
+        "action": Kind.POWER,
+    }
+
+    LOGOFF_FIELDS = ("logoff_policy", "warning_message", "grace_seconds")
+
+    def __init__(self, *args, pool: Pool, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pool, self.kind = pool, kind
+        for name, only in self.KIND_FIELDS.items():
+            if kind != only:
+                del self.fields[name]
+        if kind == Kind.LOGOFF:
+            # Logging off is the operation itself: the engine neither waits nor warns first.
+            for name in self.LOGOFF_FIELDS:
+                del self.fields[name]
+        if "image_version" in self.fields:
+            self.fields["image_version"].queryset = ImageVersion.objects.filter(
+                image__endpoint_id=pool.endpoint_id
+            ).select_related("image")
+            self.fields["image_version"].initial = pool.image_version_id
+        now = timezone.localtime()
+        self.fields[
+            "start_at"
+        ].help_text = f"Server time ({settings.TIME_ZONE}); it is now {now:%Y-%m-%d %H:%M}."
+
+    @property
+    def kind_fields(self):
+        return [self[name] for name in self.KIND_FIELDS if name in self.fields]
+
+    @property
+    def option_fields(self):
+        names = ("when", "start_at", *self.LOGOFF_FIELDS, "stop_on_error")
+        return [self[name] for name in names if name in self.fields]
+
+    def clean_desktop(self):
+        raw = self.cleaned_data["desktop"]
+        if not raw:
+            return None
+        return resolve_desktops(self.pool, raw)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("selection") and "desktop" not in self.errors and not data.get("desktop"):
+            self.add_error("desktop", "No desktops selected: tick them on the pool page first.")
+        if data.get("when") == "later":
+            start_at = data.get("start_at")
+            if start_at is None:
+                if "start_at" not in self.errors:
+                    self.add_error("start_at", "Give the date and time to start.")
+            elif start_at <= timezone.now():
+                self.add_error(
+                    "start_at",
+                    f"Must be in the future (server time, {settings.TIME_ZONE}).",
+                )
+        return data
+
+    @property
+    def desktops(self) -> list[Desktop] | None:
+        """The chosen desktops; None for the whole pool."""
+        return self.cleaned_data["desktop"]
+
+    def options(self) -> Options:
+        data = self.cleaned_data
+        defaults = Options()
+        return Options(
+            start_at=data["start_at"] if data["when"] == "later" else None,
+            logoff_policy=data.get("logoff_policy", defaults.logoff_policy),
+            warning_message=data.get("warning_message", defaults.warning_message),
+            grace_seconds=data.get("grace_seconds", defaults.grace_seconds),
+            stop_on_error=data["stop_on_error"],
+        )
+
+    def extra(self) -> dict:
+        """The kind's own options, under the keys the engine reads."""
+        data = self.cleaned_data
+        if self.kind == Kind.RECOMPOSE:
+            return {"image_version": data["image_version"].pk, "set_default": data["set_default"]}
+        if self.kind == Kind.DELETE:
+            return {"keep_disks": data["keep_disks"]}
+        if self.kind == Kind.POWER:
+            return {"action": data["action"]}
+        return {}
