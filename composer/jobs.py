@@ -5,6 +5,8 @@ claim under a lock, call the hypervisor outside any transaction, finish under a 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from datetime import timedelta
 
 from django.db import transaction
@@ -66,7 +68,8 @@ def run_desktop(task_id: int, attempt: int) -> str:
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=True)
         else:
             task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
-            task.save(update_fields=["status", "started_at"])
+            task.runner = f"{socket.gethostname()}:{os.getpid()}"
+            task.save(update_fields=["status", "started_at", "runner"])
 
     if not halted:
         _run_steps(task, operation)
@@ -79,6 +82,10 @@ def run_desktop(task_id: int, attempt: int) -> str:
 def _run_steps(task: OperationDesktop, operation: Operation) -> None:
     try:
         steps.run(task, operation)
+    except steps.Superseded:
+        # The reconciler gave this desktop to another worker; that one carries on.
+        log.warning("desktop task %s attempt %s superseded", task.pk, task.attempts)
+        return
     except steps.Wait as wait:
         lifecycle.park_task(task, steps.wait_until(wait.seconds), str(wait))
         schedule_dispatch(operation.pool.endpoint_id, wait.seconds)

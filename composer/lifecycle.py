@@ -29,9 +29,18 @@ Kind = Operation.Kind
 def fail_task(task: OperationDesktop, message: str) -> None:
     """The desktop's part failed: the task says why, and the desktop is in Error with it."""
     with transaction.atomic():
-        OperationDesktop.objects.filter(pk=task.pk).update(
+        # Fenced like every write of a running desktop: a superseded attempt changes nothing.
+        # (A pending desktop fails before any attempt when its replica cannot be made.)
+        rows = (
+            OperationDesktop.objects.filter(pk=task.pk, status=TaskStatus.PENDING)
+            if task.status == TaskStatus.PENDING
+            else _owned(task)
+        )
+        owned = rows.update(
             status=TaskStatus.FAILED, error=message[:2000], finished_at=timezone.now()
         )
+        if not owned:
+            return
         desktop = Desktop.objects.select_for_update().filter(pk=task.desktop_id).first()
         if desktop is None:
             return
@@ -49,19 +58,22 @@ def _allowed(state: str):
     return ALLOWED.get(state, frozenset())
 
 
+def _owned(task: OperationDesktop):
+    """The task's row, as long as this attempt still runs it."""
+    return OperationDesktop.objects.filter(
+        pk=task.pk, attempts=task.attempts, status=TaskStatus.RUNNING
+    )
+
+
 def succeed_task(task: OperationDesktop) -> None:
     with transaction.atomic():
-        OperationDesktop.objects.filter(pk=task.pk).update(
-            status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()
-        )
-        Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
+        if _owned(task).update(status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()):
+            Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
 
 
 def park_task(task: OperationDesktop, retry_at, why: str) -> None:
     """A user is logged on: free the slot and look again at retry_at."""
-    OperationDesktop.objects.filter(pk=task.pk).update(
-        status=TaskStatus.WAITING, retry_at=retry_at, error=why
-    )
+    _owned(task).update(status=TaskStatus.WAITING, retry_at=retry_at, error=why)
 
 
 def halt_pending(operation: Operation, reason: str) -> int:

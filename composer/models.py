@@ -131,6 +131,9 @@ class OperationDesktop(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0, help_text="Times handed to a worker.")
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # "host:pid" of the process running it, so the reconciler can tell a dead runner from a
+    # live one (rq's work horse outlives a killed worker process).
+    runner = models.CharField(max_length=300, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True, help_text="When a wait ends.")
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

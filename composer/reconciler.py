@@ -69,7 +69,7 @@ def reconcile() -> dict:
         status__in=OperationDesktop.IN_FLIGHT, dispatched_at__lte=now - SETTLE
     )
     for task in stale:
-        if job_alive(task.job_id, conn):
+        if task_alive(task, conn):
             continue
         with transaction.atomic():
             updated = OperationDesktop.objects.filter(
@@ -162,6 +162,15 @@ def sync_vms(endpoint: HypervisorEndpoint) -> None:
             transition(desktop, DesktopState.AVAILABLE)
 
 
+def task_alive(task: OperationDesktop, conn) -> bool:
+    """Whether a desktop handed to a worker is still being (or about to be) worked on."""
+    host, _, pid = task.runner.rpartition(":")
+    if task.status == TaskStatus.RUNNING and host == socket.gethostname() and pid.isdigit():
+        # The work horse that runs it may outlive its worker: ask the process itself.
+        return _pid_alive(int(pid))
+    return job_alive(task.job_id, conn)
+
+
 def job_alive(job_id: str, conn) -> bool:
     """Whether the rq job still exists and will run or is running on a live worker."""
     try:
@@ -199,4 +208,9 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process whose parent has not reaped it yet is a zombie: dead all the same.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True

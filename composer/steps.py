@@ -36,6 +36,10 @@ class Wait(Exception):
         self.seconds = seconds
 
 
+class Superseded(Exception):
+    """The desktop was handed to another worker while this one was presumed dead."""
+
+
 @dataclass
 class Context:
     task: OperationDesktop
@@ -354,9 +358,14 @@ def run(task: OperationDesktop, operation: Operation) -> None:
     )
     datastores = {desktop.datastore}
     for name, step in steps[start:]:
-        if task.step != name:
-            task.step = name
-            task.save(update_fields=["step"])
+        # Fencing: write the step only while this attempt still owns the desktop, so a
+        # runner the reconciler gave up on stops at its next step instead of racing the new.
+        owned = OperationDesktop.objects.filter(
+            pk=task.pk, attempts=task.attempts, status=OperationDesktop.Status.RUNNING
+        ).update(step=name)
+        if not owned:
+            raise Superseded(task.pk)
+        task.step = name
         step(ctx)
         if name == "move_vm":
             datastores.add(ctx.desktop.datastore)

@@ -126,6 +126,7 @@ class PoolDatastoresForm(forms.Form):
                 coerce=int,
                 initial=link.overcommit if link else ds.overcommit,
                 label=f"Over-commit on {ds.name}",
+                widget=forms.Select(attrs={"aria-label": f"Over-commit on {ds.name}"}),
             )
 
     def rows(self):
