@@ -200,6 +200,7 @@ def plan_recompose(
         ).values_list("datastore_id", flat=True)
     )
     committed = _committed(datastores)
+    factors = dict(pool.pool_datastores.values_list("datastore_id", "overcommit"))
     extra_commit: dict[int, int] = {}
     tasks, rows = [], []
     for d in desktops:
@@ -229,7 +230,7 @@ def plan_recompose(
         replica = target.used_mb if ds_id in needed else 0
         usage[ds.name] = {
             "capacity_mb": ds.capacity_mb,
-            "overcommit_limit_mb": None,
+            "overcommit_limit_mb": ds.capacity_mb * factors[ds_id] if factors.get(ds_id) else None,
             "real_before_mb": ds.used_mb,
             "real_after_mb": ds.used_mb + replica,
             "committed_before_mb": committed.get(ds_id, 0),

@@ -178,6 +178,49 @@ def create_pool(actor, spec: PoolSpec, request=None) -> Operation:
     return operation
 
 
+def set_pool_datastores(actor, pool: Pool, changes, request=None) -> None:
+    """Select or deselect datastores for a pool and set their over-commit level.
+
+    `changes` is a list of (datastore, selected, overcommit). Deselecting keeps the row
+    (selected=False) so the next rebalance vacates the datastore.
+    """
+    from pools.models import Overcommit
+
+    if not actor.has_perm("pools.change_pool"):
+        with transaction.atomic():
+            record(
+                actor=actor,
+                action="pool_datastores",
+                outcome=Outcome.DENIED,
+                target=pool,
+                request=request,
+            )
+        raise PermissionDenied("Only administrators may change a pool's datastores.")
+    foreign = [ds.name for ds, _, _ in changes if ds.endpoint_id != pool.endpoint_id]
+    if foreign:
+        raise OperationRefused(f"Not on the pool's hypervisor: {', '.join(foreign)}.")
+    with transaction.atomic():
+        # One editor at a time per pool: the rows are read and written under its lock.
+        Pool.objects.select_for_update().get(pk=pool.pk)
+        for ds, selected, overcommit in changes:
+            PoolDatastore.objects.update_or_create(
+                pool=pool, datastore=ds, defaults={"selected": selected, "overcommit": overcommit}
+            )
+        record(
+            actor=actor,
+            action="pool_datastores",
+            outcome=Outcome.SUCCEEDED,
+            target=pool,
+            parameters={
+                "changed": {
+                    ds.name: {"selected": selected, "overcommit": Overcommit(overcommit).label}
+                    for ds, selected, overcommit in changes
+                }
+            },
+            request=request,
+        )
+
+
 # -- maintenance operations -----------------------------------------------------------------
 
 Kind = Operation.Kind
@@ -321,7 +364,7 @@ def approve(actor, operation: Operation, request=None) -> Operation:
 
 def discard(actor, operation: Operation, request=None) -> None:
     with transaction.atomic():
-        operation = Operation.objects.select_for_update().get(pk=operation.pk)
+        operation = _control(actor, operation, "discard", request)
         if operation.status != Status.DRAFT:
             raise OperationRefused("Only a plan awaiting approval can be discarded.")
         operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
@@ -539,6 +582,7 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
             # Not started on desktops yet: nothing in flight, end it now.
             Operation.objects.filter(pk=operation.pk).update(prepared_at=timezone.now())
         lifecycle.finish_if_done(operation.pk)
+        operation.refresh_from_db()
     return operation
 
 

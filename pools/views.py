@@ -4,7 +4,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,11 +13,10 @@ from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
 from composer.models import Operation, OperationDesktop
-from composer.services import create_pool
+from composer.services import create_pool, set_pool_datastores
 from pools.forms import PoolDatastoresForm, PoolForm
-from pools.models import Datastore, Desktop, Overcommit, Pool, PoolDatastore
+from pools.models import Datastore, Desktop, Pool
 from pools.states import DesktopState
-from portal.audit import Outcome, record
 from portal.permissions import deny, require
 
 DESKTOPS_PER_PAGE = 100
@@ -245,31 +243,7 @@ def pool_datastores(request, pk: int):
     form = PoolDatastoresForm(request.POST or None, pool=pool)
     if request.method == "POST" and form.is_valid():
         changes = form.changes()
-        with transaction.atomic():
-            # One editor at a time per pool: the rows are read and written under its lock.
-            Pool.objects.select_for_update().get(pk=pool.pk)
-            for ds, selected, overcommit in changes:
-                PoolDatastore.objects.update_or_create(
-                    pool=pool,
-                    datastore=ds,
-                    defaults={"selected": selected, "overcommit": overcommit},
-                )
-            record(
-                actor=request.user,
-                action="pool_datastores",
-                outcome=Outcome.SUCCEEDED,
-                target=pool,
-                parameters={
-                    "changed": {
-                        ds.name: {
-                            "selected": selected,
-                            "overcommit": Overcommit(overcommit).label,
-                        }
-                        for ds, selected, overcommit in changes
-                    },
-                },
-                request=request,
-            )
+        set_pool_datastores(request.user, pool, changes, request=request)
         deselected = [ds.name for ds, selected, _ in changes if not selected]
         note = (
             f" Rebalance the pool to move its desktops off {', '.join(deselected)}."
