@@ -111,6 +111,6 @@ def dispatch_endpoint(endpoint_id: int) -> int:
 def schedule_dispatch(endpoint_id: int, seconds: int) -> None:
     # rq's scheduler (workers run with --with-scheduler) enqueues it when due; one job per
     # endpoint and moment, and the reconciler dispatches every minute anyway.
-    when = timezone.now() + timedelta(seconds=seconds)
+    when = timezone.now() + timedelta(seconds=seconds + 1)  # just after retry_at, not before
     job_id = f"dispatch-endpoint-{endpoint_id}-{int(when.timestamp()) // 5}"
     queue().enqueue_at(when, dispatch_endpoint, endpoint_id, job_id=job_id, result_ttl=60)
