@@ -586,16 +586,16 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
     return operation
 
 
-def pause(actor, operation: Operation, request=None) -> Operation:
+def _switch(actor, operation: Operation, action: str, old: str, new: str, request) -> Operation:
     with transaction.atomic():
-        operation = _control(actor, operation, "pause", request)
-        if operation.status != Status.RUNNING:
-            raise OperationRefused("Only a running operation can be paused.")
-        operation.status = Status.PAUSED
+        operation = _control(actor, operation, action, request)
+        if operation.status != old:
+            raise OperationRefused(f"Only a {old} operation can be {action}d.")
+        operation.status = new
         operation.save(update_fields=["status"])
         record(
             actor=actor,
-            action="pause_operation",
+            action=f"{action}_operation",
             outcome=Outcome.SUCCEEDED,
             target=operation.pool,
             operation=operation,
@@ -604,23 +604,15 @@ def pause(actor, operation: Operation, request=None) -> Operation:
     return operation
 
 
+def pause(actor, operation: Operation, request=None) -> Operation:
+    """Desktops in flight finish their current desktop; no new one starts until resumed."""
+    return _switch(actor, operation, "pause", Status.RUNNING, Status.PAUSED, request)
+
+
 def resume(actor, operation: Operation, request=None) -> Operation:
     from composer import dispatch, lifecycle
 
-    with transaction.atomic():
-        operation = _control(actor, operation, "resume", request)
-        if operation.status != Status.PAUSED:
-            raise OperationRefused("Only a paused operation can be resumed.")
-        operation.status = Status.RUNNING
-        operation.save(update_fields=["status"])
-        record(
-            actor=actor,
-            action="resume_operation",
-            outcome=Outcome.SUCCEEDED,
-            target=operation.pool,
-            operation=operation,
-            request=request,
-        )
+    operation = _switch(actor, operation, "resume", Status.PAUSED, Status.RUNNING, request)
     dispatch.dispatch(operation.pool.endpoint_id)
     lifecycle.finish_if_done(operation.pk)
     return operation

@@ -132,7 +132,7 @@ def test_killed_worker_mid_recompose_is_survived(users, lab, big_pool, monkeypat
     """A host crash kills the worker and its work horse; a worker killed alone leaves rq's
     work horse (its own process group) to finish the desktop it was on. Either way the
     reconciler and a new worker finish the operation, with every disk where it was."""
-    pool = big_pool(10)
+    pool = big_pool(30)
     disks_before = sorted(PersistentDisk.objects.values_list("pk", "name", "desktop__name"))
     operation = services.plan_operation(
         users["admin"], pool, "recompose", extra={"image_version": lab.v2.pk}
