@@ -16,3 +16,16 @@ def login(page, live_server, username, password):
 def shot(page, name):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def wait_until(page, predicate, timeout=120.0, interval=0.25):
+    """Poll a Python predicate while the page keeps running (the CSP forbids the eval that
+    Playwright's wait_for_function needs)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        page.wait_for_timeout(interval * 1000)
+    raise AssertionError("timed out waiting in the browser")

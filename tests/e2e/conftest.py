@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop
-
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
@@ -39,10 +37,13 @@ def _playwright_importable() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture
+def page(monkeypatch):
+    """A fresh Chromium page. Playwright is started and stopped per test: its sync API runs an
+    event loop, under which Django refuses ORM calls, so it must not outlive the test."""
     from playwright.sync_api import sync_playwright
 
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -56,22 +57,25 @@ def browser():
                 "--disable-sync",
             ],
         )
-        yield browser
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 860}, accept_downloads=True
+        )
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page
+        page.close()  # before live_server and the database go away
+        context.close()
         browser.close()
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    page.close()  # before live_server and the database go away
-    context.close()
+def worker_step_seconds():
+    """Simulator step time for the worker; a test overrides it to watch slower steps."""
+    return 0.3
 
 
 @pytest.fixture
-def worker(transactional_db, settings):
+def worker(transactional_db, settings, worker_step_seconds):
     """A real rq worker process on the test database and Redis, with visible step times."""
     from django.db import connection
 
@@ -85,7 +89,7 @@ def worker(transactional_db, settings):
         **os.environ,
         "DATABASE_URL": url,
         "REDIS_URL": settings.REDIS_URL,
-        "SIMULATOR_STEP_SECONDS": "0.3",
+        "SIMULATOR_STEP_SECONDS": str(worker_step_seconds),
         "LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen(

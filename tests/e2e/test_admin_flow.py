@@ -4,7 +4,7 @@ import pytest
 
 from composer.models import Operation
 from pools.models import Desktop
-from tests.e2e.browser import login, shot
+from tests.e2e.browser import login, shot, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,13 +26,12 @@ def test_admin_creates_pool_watches_it_provision_and_refreshes_two(
 
     # The pool page: desktops go Provisioning -> Customizing -> Available with no reload.
     page.wait_for_url("**/pools/*/")
-    page.evaluate("window.__sameDocument = true")
+    # A marker element added now survives only if the page is never reloaded.
+    page.locator("h1").evaluate("h => h.setAttribute('data-same-document', 'yes')")
     page.wait_for_selector(".state-customizing, .state-available", timeout=60_000)
     shot(page, "pool-provisioning")
-    page.wait_for_function(
-        "document.querySelectorAll('#live .state-available').length === 6", timeout=120_000
-    )
-    assert page.evaluate("window.__sameDocument") is True
+    wait_until(page, lambda: page.locator("#live .state-available").count() == 6)
+    assert page.locator("h1[data-same-document=yes]").count() == 1
     assert Desktop.objects.filter(state="available").count() == 6
     shot(page, "pool-detail")
 
