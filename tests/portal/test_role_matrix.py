@@ -1,0 +1,153 @@
+"""Every endpoint x every role, GET and POST, enforced on the server.
+
+Allowed: the page answers (not 403). Forbidden: 403 for a signed-in user (a redirect to the
+login page for anonymous), nothing written but a "denied" audit event, nothing enqueued.
+A new URL without a row here fails test_every_endpoint_is_in_the_matrix.
+"""
+
+import pytest
+from django.urls import get_resolver, reverse
+
+from composer import services
+from composer.models import Operation, OperationDesktop
+from composer.queue import queue
+from pools.models import Datastore, Desktop, PersistentDisk, Pool, PoolDatastore, Replica
+from portal.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+ADMIN, HELPDESK, AUDITOR = "admin", "helpdesk", "auditor"
+EVERYONE = {ADMIN, HELPDESK, AUDITOR}
+READERS = {ADMIN, AUDITOR}
+ROLES = [ADMIN, HELPDESK, AUDITOR, "anonymous"]
+
+# URL name -> (how to build its arguments, roles allowed to GET, roles allowed to POST).
+# None for a method means the endpoint does not offer it (405 for everyone).
+MATRIX = {
+    "dashboard": ("", EVERYONE, EVERYONE),
+    # Auditors read everything: they see the helpdesk search, without its actions.
+    "helpdesk": ("", EVERYONE, EVERYONE),
+    "helpdesk_confirm": ("desktop:refresh", {ADMIN, HELPDESK}, {ADMIN, HELPDESK}),
+    "audit": ("", READERS, READERS),
+    "audit_export": ("", READERS, READERS),
+    "pools:list": ("", READERS, READERS),
+    "pools:create": ("", {ADMIN}, {ADMIN}),
+    "pools:detail": ("pool", READERS, READERS),
+    "pools:operate": ("pool:rebalance", {ADMIN}, {ADMIN}),
+    "pools:operate single refresh": ("pool:refresh?one", {ADMIN, HELPDESK}, {ADMIN, HELPDESK}),
+    "pools:operate pool refresh": ("pool:refresh", {ADMIN}, {ADMIN}),
+    "pools:pool_datastores": ("pool", {ADMIN}, {ADMIN}),
+    "pools:desktop": ("desktop", EVERYONE, EVERYONE),
+    "pools:datastores": ("", READERS, READERS),
+    "pools:images": ("", READERS, READERS),
+    "composer:operations": ("", READERS, READERS),
+    "composer:operation": ("operation", READERS, READERS),
+    "composer:plan": ("draft", READERS, READERS),
+    "composer:approve": ("draft", None, {ADMIN}),
+    "composer:discard": ("draft", None, {ADMIN}),
+    "composer:cancel": ("operation", None, {ADMIN}),
+    "composer:pause": ("operation", None, {ADMIN}),
+    "composer:resume": ("operation", None, {ADMIN}),
+}
+# Not the portal's own pages: sign-in and out, Django's admin and django-rq's (staff only).
+OUTSIDE = {"login", "logout"}
+
+
+@pytest.fixture
+def world(users, lab):
+    """A pool with desktops, a queued operation and a plan awaiting approval (no worker runs,
+    so nothing changes behind the test's back)."""
+    operation = services.create_pool(
+        users["admin"],
+        services.PoolSpec(
+            name="Matrix",
+            naming_pattern="MX-{n}",
+            size=3,
+            datastores=[lab.ds["ds-a"]],
+            image_version=lab.v1,
+            overcommit=4,
+        ),
+    )
+    pool = operation.pool
+    draft = services.plan_operation(users["admin"], pool, "rebalance")
+    queue().empty()
+    return {"pool": pool, "desktop": pool.desktops.first(), "operation": operation, "draft": draft}
+
+
+def url_for(name, spec, world):
+    name = name.split(" ")[0]
+    if not spec:
+        return reverse(name)
+    obj, _, rest = spec.partition(":")
+    kind, _, query = rest.partition("?")
+    args = [world[obj].pk] + ([kind] if kind else [])
+    url = reverse(name, args=args)
+    if query == "one":
+        url += f"?desktop={world['desktop'].pk}&selection=1"
+    return url
+
+
+def snapshot():
+    return {
+        model.__name__: model.objects.count()
+        for model in (
+            Pool,
+            Desktop,
+            Operation,
+            OperationDesktop,
+            PoolDatastore,
+            PersistentDisk,
+            Replica,
+            Datastore,
+        )
+    } | {"statuses": sorted(Operation.objects.values_list("pk", "status"))}
+
+
+def test_every_endpoint_is_in_the_matrix():
+    names = set()
+    for pattern in get_resolver().url_patterns:
+        namespace = getattr(pattern, "namespace", None)
+        if namespace in ("admin", "django_rq") or str(pattern.pattern).startswith("admin/"):
+            continue
+        if namespace:
+            names |= {f"{namespace}:{p.name}" for p in pattern.url_patterns if p.name}
+        elif pattern.name:
+            names.add(pattern.name)
+    covered = {name.split(" ")[0] for name in MATRIX} | OUTSIDE
+    assert names - covered == set(), "add these endpoints to the role matrix"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_role_matrix(client, users, world, name, method, role):
+    spec, get_roles, post_roles = MATRIX[name]
+    allowed = get_roles if method == "GET" else post_roles
+    if allowed is None:
+        pytest.skip(f"{name} has no {method}")
+    url = url_for(name, spec, world)
+    if role != "anonymous":
+        client.force_login(users[role])
+    before, audit_before = snapshot(), AuditEvent.objects.count()
+
+    # Forms take the selected desktop from the body on POST, from the query on GET.
+    data = {"desktop": world["desktop"].pk, "selection": "1"} if "?one" in spec else {}
+    response = client.get(url) if method == "GET" else client.post(url, data)
+
+    if role == "anonymous":
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+        assert AuditEvent.objects.count() == audit_before
+        assert snapshot() == before
+    elif role in allowed:
+        assert response.status_code != 403, (name, method, role)
+        assert response.status_code < 500
+    else:
+        assert response.status_code == 403, (name, method, role, response.status_code)
+        assert snapshot() == before
+        new = AuditEvent.objects.filter(pk__gt=0).order_by("-id")[
+            : AuditEvent.objects.count() - audit_before
+        ]
+        assert [e.outcome for e in new] == ["denied"]
+        assert new[0].actor_name == users[role].username
+    if role not in (allowed or set()):
+        assert queue().count == 0
