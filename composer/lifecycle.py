@@ -218,6 +218,11 @@ def _after(operation: Operation) -> None:
         and not pool.desktops.exists()
     ):
         with transaction.atomic():
+            # The audit event comes last: record() takes the audit log's lock, and taking it
+            # before the row locks of the delete could deadlock with a finishing operation.
+            pool_pk = pool.pk
+            pool.delete()
+            pool.pk = pool_pk  # so the event still names the pool it recorded
             record(
                 actor=operation.requested_by,
                 action="pool_deleted",
@@ -225,4 +230,3 @@ def _after(operation: Operation) -> None:
                 target=pool,
                 operation=operation,
             )
-            pool.delete()

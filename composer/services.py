@@ -453,6 +453,7 @@ def _activate(operation: Operation, actor, request) -> None:
     scheduled = OperationDesktop.objects.filter(
         desktop_id__in=desktop_ids, operation__status=Status.SCHEDULED, status=TaskStatus.PENDING
     ).exclude(operation=operation)
+    cancelled: list[Operation] = []
     if operation.scheduled_for:
         clash = list(scheduled.values_list("desktop_name", "operation_id")[:10])
         if clash:
@@ -470,9 +471,22 @@ def _activate(operation: Operation, actor, request) -> None:
             finished_at=timezone.now(),
         )
         for op_id in replaced_ops:
-            _cancel_if_empty(op_id, actor, request)
+            emptied = _cancel_if_empty(op_id)
+            if emptied is not None:
+                cancelled.append(emptied)
         operation.status = Status.QUEUED
     operation.save(update_fields=["status", "scheduled_for"])
+    # Audit events last, after every row lock (record() takes the audit log's own lock).
+    for replaced in cancelled:
+        record(
+            actor=actor,
+            action=replaced.kind,
+            outcome="cancelled",
+            target=replaced.pool,
+            operation=replaced,
+            message=replaced.error,
+            request=request,
+        )
     record(
         actor=actor,
         action=operation.kind,
@@ -491,21 +505,15 @@ def _activate(operation: Operation, actor, request) -> None:
         enqueue_on_commit(run_operation, operation.job_id, operation.pk)
 
 
-def _cancel_if_empty(operation_id: int, actor, request) -> None:
+def _cancel_if_empty(operation_id: int) -> Operation | None:
+    """Cancel a scheduled operation left with no desktop; returns it, to be audited."""
     operation = Operation.objects.select_for_update().get(pk=operation_id)
-    if not operation.tasks.filter(status=TaskStatus.PENDING).exists():
-        operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
-        operation.error = "every desktop's schedule was replaced by a later request"
-        operation.save(update_fields=["status", "finished_at", "error"])
-        record(
-            actor=actor,
-            action=operation.kind,
-            outcome="cancelled",
-            target=operation.pool,
-            operation=operation,
-            message=operation.error,
-            request=request,
-        )
+    if operation.tasks.filter(status=TaskStatus.PENDING).exists():
+        return None
+    operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
+    operation.error = "every desktop's schedule was replaced by a later request"
+    operation.save(update_fields=["status", "finished_at", "error"])
+    return operation
 
 
 def _option_parameters(operation: Operation) -> dict:
