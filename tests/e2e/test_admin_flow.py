@@ -51,3 +51,7 @@ def test_admin_creates_pool_watches_it_provision_and_refreshes_two(
     assert refresh.status == "succeeded"
     assert sorted(refresh.tasks.values_list("desktop_name", flat=True)) == ["FIN-02", "FIN-05"]
     assert sorted(t for m, t in lab.sim.call_log() if m == "revert") == ["FIN-02", "FIN-05"]
+
+    page.click("nav >> text=Dashboard")
+    assert page.locator("text=Finance").count() >= 1
+    shot(page, "dashboard")
