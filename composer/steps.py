@@ -235,6 +235,8 @@ def power_action(ctx: Context) -> None:
 
 
 def log_off(ctx: Context) -> None:
+    if ctx.operation.warning_message:
+        ctx.driver.send_message(ctx.name, ctx.operation.warning_message)
     ctx.driver.log_off(ctx.name)
     ctx.desktop.session_user = ""
     save(ctx.desktop, "session_user")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -29,17 +30,45 @@ CONTROLS = {
 
 @require("composer.view_operation", action="view_operations")
 def operation_list(request):
+    """Operations, newest first, filtered by status, kind, pool and who asked."""
     operations = Operation.objects.select_related("requested_by").order_by("-requested_at", "-id")
-    status = request.GET.get("status", "")
-    if status in Operation.Status.values:
-        operations = operations.filter(status=status)
-    page = Paginator(operations, 50).get_page(request.GET.get("page"))
-    for operation in page:
-        progress.attach(operation)
+    get = request.GET
+    chosen = {
+        "status": get.get("status", "") if get.get("status") in Status.values else "",
+        "kind": get.get("kind", "") if get.get("kind") in Operation.Kind.values else "",
+        "pool": get.get("pool", "")[:64],
+        "by": get.get("by", "")[:150],
+    }
+    if chosen["status"]:
+        operations = operations.filter(status=chosen["status"])
+    if chosen["kind"]:
+        operations = operations.filter(kind=chosen["kind"])
+    if chosen["pool"]:
+        # By name, so operations of a deleted pool can still be found.
+        operations = operations.filter(pool_name=chosen["pool"])
+    if chosen["by"]:
+        operations = operations.filter(requested_by__username=chosen["by"])
+    page = Paginator(operations, 50).get_page(get.get("page"))
+    page.object_list = progress.attach_all(page.object_list)
+    User = get_user_model()
     return render(
         request,
         "composer/operation_list.html",
-        {"page": page, "status": status, "statuses": Operation.Status.choices},
+        {
+            "page": page,
+            "status": chosen["status"],
+            "chosen": chosen,
+            "filtered": any(chosen.values()),
+            "statuses": Status.choices,
+            "kinds": Operation.Kind.choices,
+            "pool_names": Operation.objects.values_list("pool_name", flat=True)
+            .distinct()
+            .order_by("pool_name"),
+            "requesters": User.objects.filter(operations__isnull=False)
+            .values_list("username", flat=True)
+            .distinct()
+            .order_by("username"),
+        },
     )
 
 

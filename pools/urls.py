@@ -11,4 +11,5 @@ urlpatterns = [
     path("pools/<int:pk>/datastores/", views.pool_datastores, name="pool_datastores"),
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop"),
     path("datastores/", views.datastore_list, name="datastores"),
+    path("images/", views.image_list, name="images"),
 ]

@@ -14,9 +14,11 @@ from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
 from composer.models import Operation, OperationDesktop
 from composer.services import create_pool, set_pool_datastores
+from pools import usage
 from pools.forms import PoolDatastoresForm, PoolForm
-from pools.models import Datastore, Desktop, Pool
+from pools.models import Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
+from portal.models import AuditEvent
 from portal.permissions import deny, require
 
 DESKTOPS_PER_PAGE = 100
@@ -62,53 +64,192 @@ def pool_create(request):
 def pool_detail(request, pk: int):
     pool = get_object_or_404(Pool.objects.select_related("image_version__image", "endpoint"), pk=pk)
     context = _desktop_table(request, pool)
-    context["pool_datastores"] = pool.pool_datastores.select_related("datastore").order_by(
-        "datastore__name"
-    )
     if request.htmx:
         return render(request, "pools/pool_detail.html#live", context)
+    per_datastore = context["datastore_counts"]
+    context["pool_datastores"] = [
+        (link, per_datastore.get(link.datastore_id, 0))
+        for link in pool.pool_datastores.select_related("datastore").order_by("datastore__name")
+    ]
     return render(request, "pools/pool_detail.html", context)
 
 
+# Sort keys the desktop table accepts, and the columns each means. Anything else is ignored,
+# so no request can order by an arbitrary field. The name breaks ties, so pages are stable.
+SORTS = {
+    "name": ("name",),
+    "state": ("state", "name"),
+    # The id after the name keeps two hypervisors' same-named datastores apart.
+    "datastore": ("datastore__name", "datastore_id", "name"),
+    "user": ("assigned_user", "name"),
+    "changed": ("state_changed_at", "name"),
+}
+SORT_LABELS = {
+    "name": "Name",
+    "state": "State",
+    "datastore": "Datastore",
+    "user": "Assigned user",
+    "changed": "State since",
+}
+FLAGS = {
+    "missing": "Missing VM",
+    "halted": "Task halted",
+    "stuck": "Stuck",
+}
+
+
+def _int_param(value: str) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _desktop_filters(request) -> dict:
+    """The table's filters from the query string, each checked; bad values are dropped."""
+    get = request.GET
+    state = get.get("state", "")
+    flag = get.get("flag", "")
+    sort = get.get("sort", "name")
+    descending = sort.startswith("-")
+    if sort.lstrip("-") not in SORTS:
+        sort, descending = "name", False
+    return {
+        "state": state if state in DesktopState.values else "",
+        "flag": flag if flag in FLAGS else "",
+        "q": get.get("q", "").strip()[:100],
+        "user": get.get("user", "").strip()[:150],
+        "datastore": _int_param(get.get("datastore", "")),
+        "version": _int_param(get.get("version", "")),
+        "sort": sort.lstrip("-"),
+        "descending": descending,
+    }
+
+
+def filter_desktops(desktops, f: dict):
+    if f["state"]:
+        desktops = desktops.filter(state=f["state"])
+    if f["flag"] == "missing":
+        desktops = desktops.filter(missing=True)
+    elif f["flag"] == "halted":
+        desktops = desktops.filter(task_halted=True)
+    elif f["flag"] == "stuck":
+        desktops = desktops.filter(usage.stuck_q())
+    if f["q"]:
+        q = f["q"]
+        desktops = desktops.filter(
+            Q(name__icontains=q) | Q(assigned_user__icontains=q) | Q(session_user__icontains=q)
+        )
+    if f["user"]:
+        # Exact, so the assigned_user and session_user indexes answer it; partial is `q`.
+        desktops = desktops.filter(Q(assigned_user=f["user"]) | Q(session_user=f["user"]))
+    if f["datastore"]:
+        desktops = desktops.filter(datastore_id=f["datastore"])
+    if f["version"]:
+        desktops = desktops.filter(image_version_id=f["version"])
+    columns = SORTS[f["sort"]]
+    if f["descending"]:
+        columns = tuple(f"-{c}" for c in columns)
+    return desktops.order_by(*columns)
+
+
+def _query(request, **changes) -> str:
+    """The current query string with some parameters changed (None removes one)."""
+    params = request.GET.copy()
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return params.urlencode()
+
+
 def _desktop_table(request, pool: Pool) -> dict:
-    desktops = Desktop.objects.filter(pool=pool).select_related("datastore", "image_version")
-    state = request.GET.get("state", "")
-    if state in DesktopState.values:
-        desktops = desktops.filter(state=state)
-    else:
-        state = ""
-    search = request.GET.get("q", "").strip()[:100]
-    if search:
-        desktops = desktops.filter(Q(name__icontains=search) | Q(assigned_user__icontains=search))
-    page = Paginator(desktops.order_by("name"), DESKTOPS_PER_PAGE).get_page(request.GET.get("page"))
+    """The desktop table: filtered, sorted and paginated by the database with a fixed number
+    of queries, whatever the size of the pool (tests/pools/test_pages_scale.py)."""
+    f = _desktop_filters(request)
+    desktops = filter_desktops(Desktop.objects.filter(pool=pool), f)
+    # Paginate the ids, then fetch the page's rows: the database sorts and skips narrow
+    # (index-only) rows, not whole desktops, which keeps deep pages of a big pool fast.
+    page = Paginator(desktops.values_list("pk", flat=True), DESKTOPS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    ids = list(page.object_list)
+    rows = Desktop.objects.select_related("datastore", "image_version").in_bulk(ids)
+    page.object_list = [rows[pk] for pk in ids if pk in rows]
 
     active = list(
         Operation.objects.filter(pool=pool, status__in=Operation.ACTIVE).order_by("requested_at")
     )
     # The step each desktop on this page is in, from the operations running on the pool.
-    steps = dict(
-        OperationDesktop.objects.filter(
-            operation__in=active,
-            desktop__in=[d.pk for d in page],
-            status__in=OperationDesktop.IN_FLIGHT,
-        ).values_list("desktop_id", "step")
-    )
+    steps = {}
+    if active:
+        steps = dict(
+            OperationDesktop.objects.filter(
+                operation__in=active,
+                desktop__in=[d.pk for d in page],
+                status__in=OperationDesktop.IN_FLIGHT,
+            ).values_list("desktop_id", "step")
+        )
     for desktop in page:
         desktop.step = steps.get(desktop.pk, "")
     counts = dict(
         Desktop.objects.filter(pool=pool).values_list("state").annotate(n=Count("id")).order_by()
     )
+    # The filter menus list what the pool's desktops really use, with counts.
+    datastore_counts = dict(
+        Desktop.objects.filter(pool=pool)
+        .values_list("datastore_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    names = Datastore.objects.in_bulk(datastore_counts)
+    datastore_choices = sorted(
+        ((pk, names[pk].name, n) for pk, n in datastore_counts.items() if pk in names),
+        key=lambda choice: choice[1],
+    )
+    version_counts = list(
+        Desktop.objects.filter(pool=pool)
+        .values_list("image_version_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    versions = ImageVersion.objects.select_related("image").in_bulk([v for v, _ in version_counts])
+    sort_links = []
+    for key, label in SORT_LABELS.items():
+        current = f["sort"] == key
+        next_sort = f"-{key}" if current and not f["descending"] else key
+        sort_links.append(
+            {
+                "key": key,
+                "label": label,
+                "url": "?" + _query(request, sort=next_sort, page=None),
+                "current": current,
+                "descending": current and f["descending"],
+            }
+        )
+    filtered = any(f[k] for k in ("state", "flag", "q", "user", "datastore", "version"))
     return {
         "pool": pool,
         "page": page,
-        "state": state,
-        "q": search,
+        "filters": f,
+        "filtered": filtered,
+        "q": f["q"],
+        "state": f["state"],
         "states": [(s, label, counts.get(s, 0)) for s, label in DesktopState.choices],
-        "active_operations": [progress.attach(op) for op in active],
+        "flags": FLAGS.items(),
+        "total": sum(counts.values()),
+        "datastore_counts": datastore_counts,
+        "datastore_choices": datastore_choices,
+        "version_choices": [(pk, versions.get(pk), n) for pk, n in version_counts],
+        "sort_links": {link["key"]: link for link in sort_links},
+        "active_operations": progress.attach_all(active),
         "recent_operations": Operation.objects.filter(pool=pool).order_by("-requested_at")[:5],
         "operate_kinds": [(kind, Operation.Kind(kind).label) for kind in OPERATE_KINDS],
         "live": bool(active),
         "poll_seconds": settings.POLL_SECONDS,
+        "can_select": request.user.has_perm("pools.run_maintenance"),
     }
 
 
@@ -118,24 +259,56 @@ def desktop_detail(request, pk: int):
         Desktop.objects.select_related("pool", "datastore", "image_version__image", "replica"),
         pk=pk,
     )
-    tasks = (
+    tasks = list(
         OperationDesktop.objects.filter(desktop=desktop)
         .select_related("operation__requested_by")
-        .order_by("-operation__requested_at")[:20]
+        .order_by("-operation__requested_at", "-pk")[:20]
     )
-    return render(
-        request,
-        "pools/desktop_detail.html",
-        {"desktop": desktop, "tasks": tasks, "disks": desktop.disks.select_related("datastore")},
-    )
+    current = next((t for t in tasks if t.operation.is_active), None)
+    context = {
+        "desktop": desktop,
+        "tasks": tasks,
+        "current": current,
+        "live": current is not None,
+        "poll_seconds": settings.POLL_SECONDS,
+    }
+    if request.htmx:
+        return render(request, "pools/desktop_detail.html#live", context)
+    context["disks"] = desktop.disks.select_related("datastore").order_by("name")
+    if request.user.has_perm("portal.view_audit"):
+        # Its own events, and those of every operation that included it.
+        context["events"] = (
+            AuditEvent.objects.filter(
+                Q(target_type="desktop", target_id=str(desktop.pk))
+                | Q(operation_id__in=desktop.tasks.values("operation_id"))
+            )
+            .select_related("operation")
+            .order_by("-at", "-id")[:50]
+        )
+    return render(request, "pools/desktop_detail.html", context)
 
 
 @require("pools.view_datastore", action="view_datastores")
 def datastore_list(request):
-    datastores = Datastore.objects.select_related("endpoint").annotate(
-        desktops_count=Count("desktops", distinct=True)
+    datastores = Datastore.objects.select_related("endpoint").order_by("name")
+    return render(
+        request,
+        "pools/datastore_list.html",
+        {"rows": usage.datastore_usage(datastores), "warn_percent": usage.WARN_PERCENT},
     )
-    return render(request, "pools/datastore_list.html", {"datastores": datastores})
+
+
+@require("pools.view_imageversion", action="view_images")
+def image_list(request):
+    images = usage.lineage()
+    unused = [
+        row
+        for _, versions in images
+        for version in versions
+        for row in version.replicas
+        if row.safe_to_delete
+    ]
+    return render(request, "pools/image_list.html", {"images": images, "unused": unused})
 
 
 def _may_operate(user, kind: str, raw_ids: list[str]) -> bool:

@@ -1,10 +1,19 @@
-"""Writing the audit log. Call `record()` inside the transaction of the change it records."""
+"""Writing the audit log. Call `record()` inside the transaction of the change it records.
+
+Each event is chained onto the newest one (see portal/models.py). On PostgreSQL the chain's
+lock is held until the caller's transaction ends, so call record() last in a transaction,
+after any row locks it takes: a transaction that records and then waits for a row lock can
+deadlock with one holding that row and waiting to record.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from portal.models import AuditEvent
+from django.db import transaction
+
+from portal.models import GENESIS_HASH, AuditEvent, compute_hash
 from portal.roles import role_of
 
 Outcome = AuditEvent.Outcome
@@ -21,24 +30,27 @@ def record(
     message: str = "",
     request=None,
 ) -> AuditEvent:
+    authenticated = actor is not None and actor.is_authenticated
     target_type = target._meta.model_name if target is not None else ""
-    return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        actor_name=actor.get_username()
-        if actor is not None and actor.is_authenticated
-        else "anonymous",
-        role=role_of(actor),
-        action=action,
-        target_type=target_type,
-        target_id=str(target.pk) if target is not None and target.pk is not None else "",
-        target_name=str(target) if target is not None else "",
-        outcome=outcome,
-        message=message,
-        parameters=parameters or {},
-        operation=operation,
-        request_id=getattr(request, "request_id", "") if request is not None else "",
-        ip=_client_ip(request),
-    )
+    with transaction.atomic():
+        event = AuditEvent(
+            actor=actor if authenticated else None,
+            actor_name=actor.get_username() if authenticated else "anonymous",
+            role=role_of(actor),
+            action=action,
+            target_type=target_type,
+            target_id=str(target.pk) if target is not None and target.pk is not None else "",
+            target_name=str(target) if target is not None else "",
+            outcome=outcome,
+            message=message,
+            parameters=parameters or {},
+            operation=operation,
+            request_id=getattr(request, "request_id", "") if request is not None else "",
+            ip=_client_ip(request),
+        )
+        # save() takes the chain's lock, reads the newest hash and sets prev_hash and hash.
+        event.save()
+    return event
 
 
 def _client_ip(request) -> str | None:
@@ -46,3 +58,41 @@ def _client_ip(request) -> str | None:
         return None
     # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy sets it.
     return request.META.get("REMOTE_ADDR") or None
+
+
+@dataclass(frozen=True)
+class Verification:
+    count: int  # events checked
+    last: AuditEvent | None  # the newest event checked (its hash anchors the whole log)
+    bad: AuditEvent | None = None  # the first event where the chain breaks
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.bad is None
+
+
+def verify(using: str = "default") -> Verification:
+    """Walk the chain in id order: each row's hash must match its content, and its prev_hash
+    the hash of the row before it. Stops at the first row that does not."""
+    expected_prev = GENESIS_HASH
+    previous = None
+    count = 0
+    events = AuditEvent.objects.using(using).order_by("id").iterator(chunk_size=2000)
+    for event in events:
+        if compute_hash(event) != event.hash:
+            return Verification(
+                count, previous, event, "its content does not match its hash (row changed)"
+            )
+        if event.prev_hash != expected_prev:
+            if previous is None:
+                what = "it is the first event but does not start the chain"
+            else:
+                what = f"its prev_hash is not the hash of event #{previous.pk}"
+            return Verification(
+                count, previous, event, f"{what} (an event before it was removed or changed)"
+            )
+        count += 1
+        expected_prev = event.hash
+        previous = event
+    return Verification(count, previous)

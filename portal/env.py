@@ -5,6 +5,7 @@ portal at start instead of surfacing later as an obscure error.
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlparse
@@ -64,6 +65,38 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not items:
         raise ImproperlyConfigured(f"{name}: expected a comma-separated list, got {raw!r}")
     return items
+
+
+def env_origins(name: str) -> list[str]:
+    """Origins such as https://portal.example or https://*.example.com; empty means none."""
+    raw = os.environ.get(name, "")
+    origins = [item.strip() for item in raw.split(",") if item.strip()]
+    for origin in origins:
+        parsed = urlparse(origin)
+        bad_path = bool(parsed.path or parsed.query or parsed.fragment)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc or bad_path:
+            raise ImproperlyConfigured(
+                f"{name}: expected origins like https://portal.example, got {origin!r}"
+            )
+    return origins
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """The header a TLS-terminating proxy sets, as SECURE_PROXY_SSL_HEADER wants it.
+
+    "X-Forwarded-Proto" or "X-Forwarded-Proto: https" -> ("HTTP_X_FORWARDED_PROTO", "https").
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition(":")
+    header, value = header.strip(), value.strip() or "https"
+    if not re.fullmatch(r"[A-Za-z0-9-]+", header) or not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise ImproperlyConfigured(
+            f"{name}: expected a header name such as X-Forwarded-Proto, optionally followed by"
+            f" ': https'; got {raw!r}"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
 
 
 def env_database(name: str, default: str) -> dict:

@@ -18,7 +18,7 @@ HELPDESK_PERMISSIONS = [
     "pools.power_desktop",
     "pools.logoff_desktop",
 ]
-AUDITOR_EXTRA_PERMISSIONS = ["portal.view_audit"]
+AUDITOR_EXTRA_PERMISSIONS = ["portal.view_audit", "portal.export_audit"]
 OUR_APPS = ["pools", "composer", "portal"]
 
 

@@ -5,6 +5,7 @@ start with a message naming the variable (see portal/env.py).
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from portal.env import (
@@ -13,6 +14,8 @@ from portal.env import (
     env_float,
     env_int,
     env_list,
+    env_origins,
+    env_proxy_ssl_header,
     env_redis_url,
     secret_key,
 )
@@ -33,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
     "django_rq",
     "template_partials",
     "portal",
@@ -42,6 +46,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Early, so its header also goes on responses made by the middleware below it.
+    "portal.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -51,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.RequestIdMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -101,6 +109,14 @@ SIMULATOR_STEP_SECONDS = env_float("SIMULATOR_STEP_SECONDS", 1.0)
 # Seconds between two polls of a live fragment (pool page, operation page).
 POLL_SECONDS = env_int("POLL_SECONDS", 2, minimum=1)
 
+# AxesStandaloneBackend first: it refuses a locked-out user name + address before the password
+# is even checked. It needs the request, which LoginView and the admin login pass;
+# client.force_login in tests bypasses backends altogether.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -121,9 +137,37 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 
+# HTTPS. In production the portal runs behind a TLS-terminating proxy: TRUSTED_PROXY_SSL_HEADER
+# names the header that proxy sets (and must strip from clients), so Django knows a request
+# came in over HTTPS. `make check-deploy` (in CI) runs `check --deploy` against these.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("TRUSTED_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+# Subdomains of the portal's own host only; a sibling site is not affected.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a decision for whoever owns the registrable domain (and impossible for a
+# portal on an internal name), so it is opt-in and its deploy warning is silenced while off.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
+
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT failed sign-ins for one user name
+# from one address, that pair is refused for AXES_COOLOFF_MINUTES. A lockout is lifted early
+# with `manage.py axes_reset_username NAME` or in the Django admin (Axes > Access attempts).
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout do not restart it, so "try again in N minutes" holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "portal.security.lockout_response"
+AXES_VERBOSE = False  # no version banner from every manage.py command
 
 LOGGING = {
     "version": 1,
@@ -131,5 +175,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"rq.worker": {"level": "WARNING"}},
+    # axes logs every sign-in at INFO; failures and lockouts (WARNING) are also in the audit log.
+    "loggers": {"rq.worker": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from portal import views
+from portal import audit_views, helpdesk, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -12,7 +12,10 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("audit/", views.audit_log, name="audit"),
+    path("audit/", audit_views.audit_log, name="audit"),
+    path("audit/export/", audit_views.audit_export, name="audit_export"),
+    path("helpdesk/", helpdesk.search, name="helpdesk"),
+    path("helpdesk/desktops/<int:pk>/<str:action>/", helpdesk.confirm, name="helpdesk_confirm"),
     path("", include("pools.urls")),
     path("", include("composer.urls")),
     path("admin/rq/", include("django_rq.urls")),

@@ -1,0 +1,177 @@
+"""What the dashboard shows, gathered with a fixed number of queries (no query per desktop):
+desktops by state per pool with problems first, datastore use, running and scheduled
+operations with their estimated finish, the workers and the queue, and recent failures."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from composer import progress
+from composer.models import Operation
+from composer.queue import queue
+from composer.reconciler import _pid_alive
+from pools import usage
+from pools.models import Desktop
+from pools.states import DesktopState
+
+log = logging.getLogger(__name__)
+
+# How far back "recent failures" looks.
+RECENT = timedelta(hours=24)
+# How many rows each list shows; the counters say how many there are in all.
+SHOWN = 10
+# A busy worker whose heartbeat is older than this is shown as not answering (the
+# reconciler's grace).
+HEARTBEAT_GRACE = timedelta(seconds=60)
+
+
+@dataclass
+class Totals:
+    desktops: int = 0
+    ready: int = 0
+    busy: int = 0
+    error: int = 0
+    missing: int = 0
+    stuck: int = 0
+
+    @property
+    def problems(self) -> int:
+        return self.error + self.missing + self.stuck
+
+
+def gather(user) -> dict:
+    """The dashboard's context for this user: each section only if the role may see it."""
+    now = timezone.now()
+    context: dict = {"now": now}
+    if user.has_perm("pools.view_pool"):
+        summaries = usage.pool_summaries(now=now)
+        totals = Totals()
+        for s in summaries:
+            totals.desktops += s.total
+            totals.ready += s.ready
+            totals.busy += s.busy
+            totals.error += s.error
+            totals.missing += s.missing
+            totals.stuck += s.stuck
+        context["pools"] = summaries
+        context["totals"] = totals
+        context["legend_states"] = usage.legend()
+        if user.has_perm("pools.view_desktop") and totals.problems:
+            context["problem_desktops"] = problem_desktops(now)
+    if user.has_perm("pools.view_datastore"):
+        context["datastores"] = usage.datastore_usage()
+        context["warn_percent"] = usage.WARN_PERCENT
+    if user.has_perm("composer.view_operation"):
+        context.update(operations(now))
+        context["workers"] = workers()
+    return context
+
+
+def problem_desktops(now) -> list[Desktop]:
+    """The most recent desktops in Error, missing or stuck, each marked with why it shows.
+
+    One query per kind of problem, each answered by its own index, then merged: an OR of the
+    three would read every desktop."""
+    shown = {}
+    for why, condition in (
+        ("error", Q(state=DesktopState.ERROR)),
+        ("missing", Q(missing=True)),
+        ("stuck", usage.stuck_q(now)),
+    ):
+        for desktop in (
+            Desktop.objects.filter(condition)
+            .select_related("pool")
+            .order_by("-state_changed_at")[:SHOWN]
+        ):
+            desktop = shown.setdefault(desktop.pk, desktop)
+            setattr(desktop, why, True)
+    rows = sorted(shown.values(), key=lambda d: (d.state_changed_at, d.name), reverse=True)
+    return rows[:SHOWN]
+
+
+def operations(now) -> dict:
+    S = Operation.Status
+    running = progress.attach_remaining(
+        progress.attach_all(
+            Operation.objects.filter(status__in=[S.QUEUED, S.RUNNING, S.PAUSED, S.CANCELLING])
+            .select_related("requested_by")
+            .order_by("requested_at")[:SHOWN]
+        )
+    )
+    for op in running:
+        op.finish_at = now + op.remaining if op.remaining is not None else None
+    scheduled = progress.attach_all(
+        Operation.objects.filter(status=S.SCHEDULED)
+        .select_related("requested_by")
+        .order_by("scheduled_for")[:SHOWN]
+    )
+    failed = Operation.objects.filter(
+        status__in=[S.FAILED, S.PARTIALLY_FAILED], finished_at__gte=now - RECENT
+    )
+    return {
+        "running_operations": running,
+        "scheduled_operations": scheduled,
+        "failed_operations": progress.attach_all(
+            failed.select_related("requested_by").order_by("-finished_at")[:SHOWN]
+        ),
+        "failed_count": failed.count(),
+    }
+
+
+def workers() -> dict:
+    """Workers alive and queue depth, from rq. Jobs queued with no worker alive means nothing
+    progresses: the page says so in red. Redis down must not take the dashboard with it."""
+    from rq import Worker
+
+    try:
+        q = queue()
+        found = Worker.all(connection=q.connection)
+        queued = q.count
+        scheduled = q.scheduled_job_registry.count
+        now = timezone.now()
+        rows = []
+        for worker in sorted(found, key=lambda w: w.name):
+            beat = worker.last_heartbeat
+            if beat is not None and timezone.is_naive(beat):
+                beat = timezone.make_aware(beat, datetime.UTC)
+            age = (now - beat) if beat is not None else None
+            state = worker.get_state()
+            rows.append(
+                {
+                    "name": worker.name,
+                    "state": state,
+                    "heartbeat_age": age,
+                    "answering": _answering(worker, state, age),
+                }
+            )
+        alive = sum(1 for row in rows if row["answering"])
+        return {
+            "ok": True,
+            "count": len(found),
+            "alive": alive,
+            "rows": rows[:SHOWN],
+            "queued": queued,
+            "scheduled": scheduled,
+            "stalled": queued > 0 and alive == 0,
+        }
+    except Exception as exc:
+        log.warning("cannot read workers from Redis: %s", exc)
+        return {"ok": False, "error": str(exc), "count": 0, "alive": 0, "queued": 0}
+
+
+def _answering(worker, state: str, age) -> bool:
+    """An idle worker blocks on Redis and beats only every few minutes (its key expires if it
+    dies, and then it is no longer listed); a busy one beats every 30 s while its job runs.
+    On this host a dead process shows at once."""
+    if worker.hostname == socket.gethostname() and worker.pid and not _pid_alive(worker.pid):
+        return False
+    if state == "busy":
+        return age is not None and age <= HEARTBEAT_GRACE
+    return True

@@ -1,0 +1,226 @@
+"""The helpdesk page: find a user's desktop, then refresh, restart or log it off.
+
+One search box matches desktop names, assigned users and logged-on users (partial, any case).
+Each action goes through a confirmation that says what the user will lose and takes an
+optional message to them, then starts the operation through composer.services, which checks
+the permission again. Progress shows on the same page: the results poll while one of the
+desktops shown has an operation under way.
+
+Users logged on: helpdesk acts because a user asked for help, often on the phone, and a
+desktop that needs fixing may be too broken to log off from. Waiting for a logoff ("wait")
+could leave the fix pending for hours, so the operation forces the logoff: whoever is logged
+on gets the message (or the engine's standard warning when none is given) and is logged off
+GRACE_SECONDS later. With nobody logged on the policy changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from composer import services
+from composer.models import Operation, OperationDesktop
+from pools.models import Desktop
+from pools.states import BUSY, DesktopState
+from portal.permissions import deny, require
+
+# Seconds between the warning and the forced logoff.
+GRACE_SECONDS = 60
+# Desktops a search shows; a wider match asks for more letters.
+RESULTS_SHOWN = 25
+UNREACHABLE = (DesktopState.PROVISIONING, DesktopState.DELETING)
+Kind = Operation.Kind
+
+
+@dataclass(frozen=True)
+class Action:
+    key: str
+    label: str
+    kind: str
+    extra: dict
+    permission: str
+    loses: str  # what the user loses, for the confirmation
+    button: str
+
+
+ACTIONS = {
+    a.key: a
+    for a in (
+        Action(
+            "refresh",
+            "Refresh",
+            Kind.REFRESH,
+            {},
+            "pools.refresh_desktop",
+            "Everything written to the desktop since its last checkpoint is thrown away: "
+            "programs installed, settings changed and files saved on the system disk. "
+            "The persistent disk (the user's data) is kept.",
+            "Refresh the desktop",
+        ),
+        Action(
+            "restart",
+            "Restart",
+            Kind.POWER,
+            {"action": "restart"},
+            "pools.power_desktop",
+            "Unsaved work in open applications is lost; files already saved are kept.",
+            "Restart the desktop",
+        ),
+        Action(
+            "logoff",
+            "Log off",
+            Kind.LOGOFF,
+            {},
+            "pools.logoff_desktop",
+            "The user's session ends: open applications are closed and unsaved work is lost. "
+            "The desktop itself is not changed.",
+            "Log the user off",
+        ),
+    )
+}
+
+
+def may(user, action: Action) -> bool:
+    return user.has_perm(action.permission) or user.has_perm("pools.run_maintenance")
+
+
+def options(action: Action, message: str) -> services.Options:
+    """Refresh and restart force the logoff after the message and GRACE_SECONDS (see the
+    module's docstring). Log off is the logoff itself: the message is kept with it."""
+    if action.kind == Kind.LOGOFF:
+        return services.Options(warning_message=message)
+    return services.Options(
+        logoff_policy=Operation.LogoffPolicy.FORCE,
+        warning_message=message,
+        grace_seconds=GRACE_SECONDS,
+    )
+
+
+class ConfirmForm(forms.Form):
+    message = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Message to the user (optional)",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    q = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+
+def search_desktops(q: str) -> tuple[list[Desktop], bool]:
+    """Desktops whose name, assigned user or logged-on user contains q; (shown, more)."""
+    found = list(
+        Desktop.objects.filter(
+            Q(name__icontains=q) | Q(assigned_user__icontains=q) | Q(session_user__icontains=q)
+        )
+        .select_related("pool", "datastore")
+        .order_by("name")[: RESULTS_SHOWN + 1]
+    )
+    return found[:RESULTS_SHOWN], len(found) > RESULTS_SHOWN
+
+
+def attach_current(desktops: list[Desktop]) -> None:
+    """Set `current` on each desktop: its task in an operation under way, or None."""
+    tasks = {}
+    if desktops:
+        for task in (
+            OperationDesktop.objects.filter(
+                desktop_id__in=[d.pk for d in desktops], operation__status__in=Operation.ACTIVE
+            )
+            .exclude(status__in=OperationDesktop.FINISHED)
+            .select_related("operation")
+            .order_by("operation__requested_at")
+        ):
+            tasks.setdefault(task.desktop_id, task)
+    for desktop in desktops:
+        desktop.current = tasks.get(desktop.pk)
+        desktop.busy = desktop.current is not None
+        # Being built or deleted: nothing to refresh, restart or log off yet.
+        desktop.unreachable = desktop.state in UNREACHABLE
+
+
+@require("pools.view_desktop", action="helpdesk")
+def search(request):
+    q = request.GET.get("q", "").strip()[:100]
+    desktops, more = search_desktops(q) if q else ([], False)
+    attach_current(desktops)
+    context = {
+        "q": q,
+        "desktops": desktops,
+        "more": more,
+        "actions": [a for a in ACTIONS.values() if may(request.user, a)],
+        # Polls while something happens to a desktop shown, so its row follows it live.
+        "live": any(d.busy or d.state in BUSY for d in desktops),
+        "poll_seconds": settings.POLL_SECONDS,
+    }
+    if request.htmx:
+        return render(request, "portal/helpdesk.html#results", context)
+    return render(request, "portal/helpdesk.html", context)
+
+
+@require("pools.view_desktop", action="helpdesk")
+def confirm(request, pk: int, action: str):
+    """GET: what will happen and what the user loses. POST: start it."""
+    chosen = ACTIONS.get(action)
+    if chosen is None:
+        raise Http404("No such action.")
+    desktop = get_object_or_404(Desktop.objects.select_related("pool"), pk=pk)
+    if not may(request.user, chosen):
+        raise deny(request, chosen.kind, target=desktop)
+    attach_current([desktop])
+    form = ConfirmForm(
+        request.POST if request.method == "POST" else None,
+        initial={"q": request.GET.get("q", "")},
+    )
+    form.fields["message"].help_text = (
+        "Kept with the operation in the audit trail."
+        if chosen.kind == Kind.LOGOFF
+        else "Shown to the logged-on user before the logoff."
+    )
+    if request.method == "POST" and form.is_valid():
+        q = form.cleaned_data["q"] or desktop.name
+        back = f"{reverse('helpdesk')}?{urlencode({'q': q})}"
+        if desktop.current is not None:
+            messages.error(
+                request,
+                f"{desktop.name} is already in {desktop.current.operation}; wait for it to end.",
+            )
+            return redirect(back)
+        if desktop.unreachable:
+            messages.error(
+                request, f"{desktop.name} is {desktop.get_state_display().lower()}: try later."
+            )
+            return redirect(back)
+        try:
+            operation = services.start_operation(
+                request.user,
+                desktop.pool,
+                chosen.kind,
+                [desktop],
+                options(chosen, form.cleaned_data["message"]),
+                chosen.extra,
+                request=request,
+            )
+        except services.OperationRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{chosen.label} of {desktop.name} started ({operation}).")
+            return redirect(back)
+    return render(
+        request,
+        "portal/helpdesk_confirm.html",
+        {
+            "desktop": desktop,
+            "action": chosen,
+            "form": form,
+            "grace_seconds": GRACE_SECONDS,
+            "back": f"{reverse('helpdesk')}?{urlencode({'q': form['q'].value() or ''})}",
+        },
+    )

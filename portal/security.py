@@ -1,0 +1,111 @@
+"""Security glue: the Content-Security-Policy header, the lockout page, and failed sign-ins in
+the audit log.
+
+The policy is one fixed string, so a small middleware does it; django-csp would add a
+dependency and a settings schema for nonces and per-view policies the portal does not need
+(every script and stylesheet is a static file, and htmx is told not to inject its own style;
+see the htmx-config meta tag in base.html). Django 6.0's built-in SECURE_CSP can replace it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.signals import user_login_failed
+from django.dispatch import receiver
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
+
+POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "connect-src": "'self'",
+    "frame-ancestors": "'none'",
+    "form-action": "'self'",
+    "base-uri": "'self'",
+    "object-src": "'none'",
+}
+CONTENT_SECURITY_POLICY = "; ".join(f"{name} {value}" for name, value in POLICY.items())
+
+# django-rq's queue pages (under /admin/rq/, staff only) carry small inline <script> and
+# <style> blocks of their own; only they get 'unsafe-inline'. Django's admin itself needs
+# nothing more than the strict policy.
+INLINE_ALLOWED = {
+    **POLICY,
+    "script-src": "'self' 'unsafe-inline'",
+    "style-src": "'self' 'unsafe-inline'",
+}
+CONTENT_SECURITY_POLICY_INLINE = "; ".join(
+    f"{name} {value}" for name, value in INLINE_ALLOWED.items()
+)
+INLINE_ALLOWED_APPS = {"django_rq"}
+
+
+class ContentSecurityPolicyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and INLINE_ALLOWED_APPS.intersection(match.app_names):
+            policy = CONTENT_SECURITY_POLICY_INLINE
+        else:
+            policy = CONTENT_SECURITY_POLICY
+        response.headers.setdefault("Content-Security-Policy", policy)
+        return response
+
+
+def lockout_message() -> str:
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    unit = "minute" if minutes == 1 else "minutes"
+    return (
+        f"Too many failed sign-in attempts. Try again in {minutes} {unit} "
+        "or ask an administrator to unlock the account."
+    )
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """AXES_LOCKOUT_CALLABLE: the sign-in page again, saying why, with status 429."""
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    context = {
+        "form": AuthenticationForm(request, initial={"username": username}),
+        "locked_out": lockout_message(),
+        "next": next_url,
+    }
+    return render(request, "registration/login.html", context, status=429)
+
+
+# Connected when this module is imported, which the middleware above guarantees for every
+# process that serves requests. django-axes connects its own receiver at start-up, so it has
+# already counted this failure (and flagged a lockout) when this one runs.
+@receiver(user_login_failed, dispatch_uid="portal.security.audit_failed_sign_in")
+def audit_failed_sign_in(sender, credentials, request=None, **kwargs):
+    from django.contrib.auth import get_user_model
+
+    from portal.audit import Outcome, record
+
+    username = str((credentials or {}).get("username") or "")[:150]
+    User = get_user_model()
+    # The real user when the name exists, so the event links to it; otherwise an unsaved
+    # stand-in, so the audit log still shows which name was tried.
+    target = User.objects.filter(**{User.USERNAME_FIELD: username}).first() or User(
+        **{User.USERNAME_FIELD: username}
+    )
+    locked_out = bool(getattr(request, "axes_locked_out", False))
+    record(
+        actor=None,
+        action="login",
+        outcome=Outcome.DENIED,
+        target=target,
+        message=lockout_message() if locked_out else "Wrong user name or password.",
+        parameters={"locked_out": locked_out},
+        request=request,
+    )
