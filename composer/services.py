@@ -292,9 +292,7 @@ def start_operation(
     """
     if kind in PLANNED_KINDS:
         raise ValueError(f"{kind} needs a plan: use plan_operation()")
-    whole_pool = desktops is None
-    chosen = _desktops(pool, desktops)
-    _check_permission(actor, kind, pool, chosen, whole_pool, request)
+    chosen, whole_pool = _selection(actor, pool, kind, desktops, request)
     if kind == Kind.DELETE and whole_pool:
         extra = {**(extra or {}), "delete_pool": True}
     if not chosen and not (kind == Kind.DELETE and whole_pool):
@@ -320,9 +318,7 @@ def plan_operation(
 
     if kind not in PLANNED_KINDS:
         raise ValueError(f"{kind} runs without a plan: use start_operation()")
-    whole_pool = desktops is None
-    chosen = _desktops(pool, desktops)
-    _check_permission(actor, kind, pool, chosen, whole_pool, request)
+    chosen, whole_pool = _selection(actor, pool, kind, desktops, request)
     if not chosen:
         raise OperationRefused("No desktops selected.")
     extra = extra or {}
@@ -379,6 +375,15 @@ def discard(actor, operation: Operation, request=None) -> None:
             message="plan discarded",
             request=request,
         )
+
+
+def _selection(actor, pool, kind, desktops, request) -> tuple[list[Desktop], bool]:
+    """The desktops an operation would act on (None: the whole pool), once the actor is
+    known to be allowed to act on them."""
+    whole_pool = desktops is None
+    chosen = _desktops(pool, desktops)
+    _check_permission(actor, kind, pool, chosen, whole_pool, request)
+    return chosen, whole_pool
 
 
 def _desktops(pool: Pool, desktops: list[Desktop] | None) -> list[Desktop]:
