@@ -155,10 +155,14 @@ def test_killed_worker_mid_recompose_is_survived(users, lab, big_pool, monkeypat
     interrupted = list(
         operation.tasks.filter(status=TaskStatus.RUNNING).values_list("desktop_name", "step")
     )
-    assert interrupted, "the worker should have died mid-desktop"
-    assert Desktop.objects.filter(
-        state__in=[DesktopState.MAINTENANCE, DesktopState.CUSTOMIZING]
-    ).exists()
+    if crash == "host":
+        # Nothing runs any more, so the interrupted desktops stay mid-maintenance. (When only
+        # the worker dies, its surviving horse may finish the desktop at any moment: no
+        # snapshot of the rows would be stable enough to assert on.)
+        assert interrupted, "the worker should have died mid-desktop"
+        assert Desktop.objects.filter(
+            state__in=[DesktopState.MAINTENANCE, DesktopState.CUSTOMIZING]
+        ).exists()
 
     # The reconciler (its every-minute run, here every second and without the settling
     # delay) and a new worker, as after a restart.
