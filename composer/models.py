@@ -151,3 +151,24 @@ class OperationDesktop(models.Model):
         # One id per attempt, so a task handed out again after a crash never collides with
         # the job that died.
         return f"operation-{self.operation_id}-desktop-{self.pk}-{self.attempts}"
+
+
+class HypervisorTask(models.Model):
+    """A hypervisor task started for a step and not yet seen to finish.
+
+    Written as soon as vCenter hands out the task id, removed once it ends. A job restarted
+    after a crash finds the task here and waits for it instead of starting the work twice.
+    """
+
+    endpoint = models.ForeignKey(
+        "pools.HypervisorEndpoint", on_delete=models.CASCADE, related_name="tasks_under_way"
+    )
+    key = models.CharField(max_length=300)  # what the task does to what, e.g. "clone:VDI-001"
+    task_id = models.CharField(max_length=100)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "key"], name="one_task_per_key")]
+
+    def __str__(self):
+        return f"{self.key} ({self.task_id})"

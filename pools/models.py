@@ -30,18 +30,77 @@ class HypervisorEndpoint(models.Model):
     """One hypervisor management endpoint (a vCenter, or the simulator).
 
     The concurrency limits hold across every worker for all pools on this endpoint.
+    The password is never stored here: it is read from the environment variable or the
+    secret file named below, so it stays out of the database and the repository.
     """
 
-    DRIVERS = [("simulator", "Simulator")]
+    DRIVERS = [("simulator", "Simulator"), ("vsphere", "VMware vSphere (vCenter)")]
+    PROTOCOLS = [("https", "HTTPS"), ("http", "HTTP (test simulators only)")]
 
     name = models.CharField(max_length=100, unique=True)
     driver = models.CharField(max_length=30, choices=DRIVERS, default="simulator")
-    address = models.CharField(max_length=255, blank=True)
+    address = models.CharField(
+        max_length=255, blank=True, help_text="vCenter host name or IP address."
+    )
+    port = models.PositiveIntegerField(default=443)
+    protocol = models.CharField(max_length=5, choices=PROTOCOLS, default="https")
+    username = models.CharField(
+        max_length=150, blank=True, help_text="Service account, e.g. svc-vdi@vsphere.local."
+    )
+    password_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Environment variable holding the service account's password.",
+    )
+    password_file = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Or a file holding it (used when the variable is unset), e.g. a mounted secret.",
+    )
+    verify_tls = models.BooleanField(
+        default=True, help_text="Check vCenter's certificate. Turn off only in a lab."
+    )
+    ca_bundle = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="PEM file of the CA that signed vCenter's certificate (default: system CAs).",
+    )
+    datacenter = models.CharField(
+        max_length=100, blank=True, help_text="Datacenter name (default: the first one)."
+    )
+    cluster = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Cluster whose resource pool runs the desktops (default: the first one).",
+    )
+    vm_folder = models.CharField(
+        max_length=100,
+        default="vdi-portal",
+        help_text="VM folder the portal creates and keeps its replicas and desktops in.",
+    )
+    customization_spec = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Saved vCenter customization spec (domain join); default: a workgroup spec.",
+    )
+    task_timeout_seconds = models.PositiveIntegerField(
+        default=900,
+        validators=[MinValueValidator(1)],
+        help_text="How long one hypervisor call may take before the step fails.",
+    )
     max_provisioning = models.PositiveIntegerField(
         default=8, validators=[MinValueValidator(1)], help_text="Concurrent provisioning steps."
     )
     max_maintenance = models.PositiveIntegerField(
         default=12, validators=[MinValueValidator(1)], help_text="Concurrent maintenance steps."
+    )
+    # What the last inventory sync found (reconciler, every minute).
+    synced_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.TextField(blank=True)
+    orphans = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="VMs carrying the portal's marker that no desktop or replica owns.",
     )
 
     def __str__(self):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
-from composer.drivers.base import Driver
+from composer.drivers.base import Driver, DriverError
 
 
 def for_endpoint(endpoint) -> Driver:
@@ -15,6 +17,10 @@ def for_endpoint(endpoint) -> Driver:
         return _simulator(
             settings.SIMULATOR_REDIS_URL, endpoint.name, settings.SIMULATOR_STEP_SECONDS
         )
+    if endpoint.driver == "vsphere":
+        from composer.task_journal import DatabaseJournal
+
+        return _vsphere(vsphere_config(endpoint), DatabaseJournal(endpoint.pk))
     raise ValueError(f"unknown driver {endpoint.driver!r} for endpoint {endpoint.name}")
 
 
@@ -24,3 +30,55 @@ def _simulator(url: str, namespace: str, step_seconds: float) -> Driver:
     from composer.drivers.simulator import SimulatorDriver
 
     return SimulatorDriver.from_url(url, namespace=namespace, step_seconds=step_seconds)
+
+
+def endpoint_password(endpoint) -> str:
+    """The endpoint's password: from its environment variable, else its secret file."""
+    if endpoint.password_env and os.environ.get(endpoint.password_env):
+        return os.environ[endpoint.password_env]
+    if endpoint.password_file:
+        try:
+            return Path(endpoint.password_file).read_text().strip()
+        except OSError as exc:
+            raise DriverError(
+                f"cannot read the password file {endpoint.password_file} of endpoint "
+                f"{endpoint.name}: {exc.strerror}"
+            ) from exc
+    where = " or ".join(
+        filter(
+            None, [endpoint.password_env and f"${endpoint.password_env}", endpoint.password_file]
+        )
+    )
+    raise DriverError(
+        f"no password for endpoint {endpoint.name}: "
+        + (f"{where} is empty" if where else "set its password variable or password file")
+    )
+
+
+def vsphere_config(endpoint):
+    from composer.drivers.vsphere import VSphereConfig
+
+    if not endpoint.address:
+        raise DriverError(f"endpoint {endpoint.name} has no vCenter address")
+    return VSphereConfig(
+        host=endpoint.address,
+        port=endpoint.port,
+        protocol=endpoint.protocol,
+        user=endpoint.username,
+        password=endpoint_password(endpoint),
+        verify_tls=endpoint.verify_tls,
+        ca_bundle=endpoint.ca_bundle,
+        datacenter=endpoint.datacenter,
+        cluster=endpoint.cluster,
+        vm_folder=endpoint.vm_folder,
+        customization_spec=endpoint.customization_spec,
+        timeout=float(endpoint.task_timeout_seconds),
+    )
+
+
+@lru_cache(maxsize=16)
+def _vsphere(config, journal) -> Driver:
+    # Cached per connection settings, so one process keeps one vCenter session per endpoint.
+    from composer.drivers.vsphere import VSphereDriver
+
+    return VSphereDriver(config, journal)

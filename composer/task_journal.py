@@ -1,0 +1,28 @@
+"""The vSphere driver's journal of tasks under way, kept in the database (HypervisorTask).
+
+A worker that dies while vCenter runs a task leaves the task's id here; the attempt that
+picks the desktop up again waits for that task instead of starting the same work twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from composer.models import HypervisorTask
+
+
+@dataclass(frozen=True)  # hashable: drivers are cached per (settings, journal)
+class DatabaseJournal:
+    endpoint_id: int
+
+    def get(self, key: str) -> str | None:
+        row = HypervisorTask.objects.filter(endpoint_id=self.endpoint_id, key=key).first()
+        return row.task_id if row else None
+
+    def put(self, key: str, task_id: str) -> None:
+        HypervisorTask.objects.update_or_create(
+            endpoint_id=self.endpoint_id, key=key, defaults={"task_id": task_id}
+        )
+
+    def drop(self, key: str) -> None:
+        HypervisorTask.objects.filter(endpoint_id=self.endpoint_id, key=key).delete()
