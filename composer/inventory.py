@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.utils import timezone
 
 from composer import drivers
-from pools.models import Datastore, HypervisorEndpoint
+from composer.drivers.base import DriverError
+from pools.models import Datastore, Desktop, HypervisorEndpoint, Replica
+from pools.states import DesktopState, transition
 
 
 def sync_datastores(endpoint: HypervisorEndpoint) -> list[Datastore]:
@@ -23,3 +25,61 @@ def sync_datastores(endpoint: HypervisorEndpoint) -> list[Datastore]:
         )
         rows.append(row)
     return rows
+
+
+def sync_endpoint(endpoint: HypervisorEndpoint) -> dict:
+    """Datastores, drift, orphans and sessions of one endpoint, with the outcome kept on the
+    endpoint row for the Hypervisors page. Raises DriverError when the hypervisor cannot be
+    read (after recording it)."""
+    try:
+        datastores = sync_datastores(endpoint)
+        report = sync_vms(endpoint)
+    except DriverError as exc:
+        HypervisorEndpoint.objects.filter(pk=endpoint.pk).update(sync_error=str(exc))
+        raise
+    report["datastores"] = len(datastores)
+    HypervisorEndpoint.objects.filter(pk=endpoint.pk).update(
+        synced_at=timezone.now(), sync_error="", orphans=report["orphans"]
+    )
+    return report
+
+
+def sync_vms(endpoint: HypervisorEndpoint) -> dict:
+    """Flag desktops whose VM vanished as missing (and clear the flag when it is back), list
+    the portal's VMs that no desktop or replica owns as orphans, and take sessions from
+    hypervisors that report them."""
+    driver = drivers.for_endpoint(endpoint)
+    found = driver.inventory().vms
+    vms = {vm.name: vm for vm in found}
+    desktops = Desktop.objects.filter(pool__endpoint=endpoint).exclude(driver_ref="")
+    missing = 0
+    for desktop in desktops:
+        vm = vms.get(desktop.name)
+        missing += vm is None
+        changed = []
+        if desktop.missing != (vm is None):
+            desktop.missing = vm is None
+            changed.append("missing")
+        sessions = vm is not None and driver.reports_sessions
+        if sessions and desktop.session_user != vm.session_user:
+            desktop.session_user = vm.session_user
+            changed.append("session_user")
+        if changed:
+            desktop.save(update_fields=[*changed, "updated_at"])
+        if not sessions:
+            continue
+        # Ready desktops follow their sessions; busy ones are left to their operation.
+        if vm.session_user and desktop.state in (DesktopState.AVAILABLE, DesktopState.DISCONNECTED):
+            transition(desktop, DesktopState.CONNECTED)
+        elif not vm.session_user and desktop.state in (
+            DesktopState.CONNECTED,
+            DesktopState.DISCONNECTED,
+        ):
+            transition(desktop, DesktopState.AVAILABLE)
+    # Rows exist before their VMs are cloned, so a VM being created is never an orphan.
+    known = set(Desktop.objects.filter(pool__endpoint=endpoint).values_list("name", flat=True))
+    known |= set(
+        Replica.objects.filter(datastore__endpoint=endpoint).values_list("name", flat=True)
+    )
+    orphans = sorted(vm.name for vm in found if vm.kind != "parent" and vm.name not in known)
+    return {"missing": missing, "orphans": orphans}

@@ -9,8 +9,9 @@ twice, or on two hosts at once, does no harm. In order:
 3. running operations dispatch waiting desktops and end when every desktop has finished;
 4. a desktop left busy (Provisioning, Customizing, Maintenance, Deleting) by no live
    operation goes to Error with the reason, so an administrator can repair it;
-5. the inventory is compared with the hypervisor: vanished VMs are flagged "missing",
-   sessions are brought up to date.
+5. the inventory is compared with the hypervisor (composer/inventory.py): vanished VMs are
+   flagged "missing", unknown VMs with the portal's marker listed as orphans, sessions
+   brought up to date.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from composer import dispatch, drivers, lifecycle
+from composer import dispatch, inventory, lifecycle
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
@@ -97,10 +98,10 @@ def reconcile() -> dict:
     # 4. Busy desktops that no live operation holds.
     report["desktops_ended"] = end_orphaned_desktops()
 
-    # 5. Drift and sessions.
+    # 5. Drift, orphans and sessions.
     for endpoint in HypervisorEndpoint.objects.all():
         try:
-            sync_vms(endpoint)
+            inventory.sync_endpoint(endpoint)
         except DriverError as exc:
             log.warning("inventory of %s not read: %s", endpoint, exc)
     return report
@@ -131,35 +132,6 @@ def end_orphaned_desktops() -> int:
             )
             ended += 1
     return ended
-
-
-def sync_vms(endpoint: HypervisorEndpoint) -> None:
-    """Flag desktops whose VM vanished as missing (and clear the flag when it is back), and
-    take sessions from the hypervisor."""
-    vms = {vm.name: vm for vm in drivers.for_endpoint(endpoint).inventory().vms}
-    desktops = Desktop.objects.filter(pool__endpoint=endpoint).exclude(driver_ref="")
-    for desktop in desktops:
-        vm = vms.get(desktop.name)
-        missing = vm is None
-        changed = []
-        if desktop.missing != missing:
-            desktop.missing = missing
-            changed.append("missing")
-        if vm is not None and desktop.session_user != vm.session_user:
-            desktop.session_user = vm.session_user
-            changed.append("session_user")
-        if changed:
-            desktop.save(update_fields=[*changed, "updated_at"])
-        if vm is None:
-            continue
-        # Ready desktops follow their sessions; busy ones are left to their operation.
-        if vm.session_user and desktop.state in (DesktopState.AVAILABLE, DesktopState.DISCONNECTED):
-            transition(desktop, DesktopState.CONNECTED)
-        elif not vm.session_user and desktop.state in (
-            DesktopState.CONNECTED,
-            DesktopState.DISCONNECTED,
-        ):
-            transition(desktop, DesktopState.AVAILABLE)
 
 
 def task_alive(task: OperationDesktop, conn) -> bool:

@@ -78,6 +78,8 @@ def save(desktop: Desktop, *fields: str) -> None:
 
 def session(ctx: Context) -> None:
     """Wait for the user to log off, or warn, give the grace period, then log them off."""
+    if not ctx.driver.reports_sessions:
+        return  # the hypervisor cannot tell (vSphere): nothing to wait for or warn
     try:
         vm = ctx.driver.get_vm(ctx.name)
     except NotFound:

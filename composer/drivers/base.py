@@ -102,6 +102,14 @@ class Inventory:
 class Driver(abc.ABC):
     """Operations a hypervisor endpoint must offer for every operation in DESIGN.md."""
 
+    # Whether VmInfo.session_user is real. vCenter knows nothing of user sessions (the
+    # desktop agent does), so there an empty session means "unknown", not "nobody".
+    reports_sessions = True
+
+    def test_connection(self) -> str:
+        """Reach the hypervisor and say what was found; DriverError says what is wrong."""
+        return f"Connected: {len(self.datastores())} datastore(s)."
+
     # -- inventory -------------------------------------------------------------------------
     @abc.abstractmethod
     def datastores(self) -> list[DatastoreInfo]:

@@ -193,6 +193,8 @@ def _spec(obj_type, path_set: list[str], container=None, *, obj=None):
 
 
 class VSphereDriver(Driver):
+    reports_sessions = False  # see log_off
+
     def __init__(self, config: VSphereConfig, journal: TaskJournal | None = None) -> None:
         self.config = config
         self.journal = journal or MemoryJournal()

@@ -6,65 +6,19 @@ as production runs them, and the simulator with a small step time so work overla
 
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from composer import reconciler, services
 from composer.models import Operation, OperationDesktop
 from pools.models import Desktop, HypervisorEndpoint, PersistentDisk, Pool
 from pools.states import BUSY, DesktopState
+from tests.worker_processes import start_worker, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024
 TaskStatus = OperationDesktop.Status
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    user = db["USER"] or "postgres"
-    auth = f"{user}:{db['PASSWORD']}@" if db["PASSWORD"] else f"{user}@"
-    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def start_worker(step_seconds: float, burst: bool = False) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "SIMULATOR_STEP_SECONDS": str(step_seconds),
-        "LOG_LEVEL": "WARNING",
-    }
-    args = [sys.executable, "manage.py", "rqworker", "default"]
-    if burst:
-        args.append("--burst")
-    # Its own process group, so killing it takes its work horse too, as a host crash would.
-    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
-
-
-def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, sig)
-    worker.wait(timeout=60)
-
-
-def wait_for(predicate, timeout=120, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture

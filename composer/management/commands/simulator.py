@@ -58,6 +58,6 @@ class Command(BaseCommand):
         elif action == "logout":
             sim.end_session(options["desktop"])
         if action in ("login", "logout"):
-            from composer.reconciler import sync_vms
+            from composer.inventory import sync_endpoint
 
-            sync_vms(row)  # show it in the portal now rather than at the next reconcile
+            sync_endpoint(row)  # show it in the portal now rather than at the next reconcile

@@ -1,0 +1,212 @@
+"""govmomi's vCenter simulator as a test peer: build it, start it, read its inventory back.
+
+The reader uses pyvmomi directly, not our driver, so a test checks what vCenter holds
+rather than what the driver believes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = ROOT / "data" / "vcsim"
+NOT_INSTALLED = 3  # build_vcsim.sh's exit code when Go or govmomi is missing
+USER, PASSWORD = "svc-vdi@vsphere.local", "vcsim-secret"
+PARENT_VM = "DC0_C0_RP0_VM0"  # the golden image the simulator starts with
+
+
+def build() -> tuple[bool, str]:
+    """(built, why not)."""
+    done = subprocess.run(
+        [str(ROOT / "tests" / "vsphere" / "build_vcsim.sh")], capture_output=True, text=True
+    )
+    if done.returncode == 0:
+        return True, ""
+    return False, (done.stderr or done.stdout).strip()
+
+
+@dataclass
+class Vcsim:
+    process: subprocess.Popen
+    url: str
+    host: str
+    port: int
+    cert: str = ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()  # the simulator exits when its stdin closes
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def connect(self):
+        return SmartConnect(
+            protocol="http", host=self.host, port=self.port, user=USER, pwd=PASSWORD
+        )
+
+
+def start(*, method_delay: dict[str, int] | None = None, tls_cert: str = "") -> Vcsim:
+    args = [str(BINARY), "-listen", "127.0.0.1:0", "-ds", "2", "-username", USER]
+    args += ["-password", PASSWORD]
+    if method_delay:
+        args += ["-method-delay", ",".join(f"{k}={v}" for k, v in method_delay.items())]
+    if tls_cert:
+        args += ["-tls-cert", tls_cert]
+    process = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 30
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.match(r"VCSIM_URL=(\w+)://([\d.]+):(\d+)", line)
+        if match:
+            return Vcsim(process, line.split("=", 1)[1].strip(), match[2], int(match[3]), tls_cert)
+    process.kill()
+    raise RuntimeError("vcsim did not start: " + "".join(seen))
+
+
+# -- reading vCenter back with pyvmomi -------------------------------------------------------
+
+
+@dataclass
+class VM:
+    name: str
+    datastores: list[str]
+    power: str
+    template: bool
+    snapshots: list[str]
+    current_snapshot: str
+    extra: dict[str, str]
+    disks: list[str] = field(default_factory=list)  # backing file names
+
+    @property
+    def persistent_disks(self) -> list[str]:
+        return [d for d in self.disks if "] vdiportal-disks/" in d]
+
+    @property
+    def system_disks(self) -> list[str]:
+        return [d for d in self.disks if "] vdiportal-disks/" not in d]
+
+
+class Reader:
+    """What the simulator holds, through plain pyvmomi."""
+
+    def __init__(self, sim: Vcsim):
+        self.si = sim.connect()
+        self.content = self.si.RetrieveContent()
+        self.dc = self.content.rootFolder.childEntity[0]
+
+    def close(self):
+        Disconnect(self.si)
+
+    def _all(self, kind):
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [kind], True)
+        try:
+            return list(view.view)
+        finally:
+            view.Destroy()
+
+    def vm_object(self, name: str):
+        return next((vm for vm in self._all(vim.VirtualMachine) if vm.name == name), None)
+
+    def folder_vms(self, folder: str = "vdi-portal") -> dict[str, VM]:
+        found = self.content.searchIndex.FindChild(entity=self.dc.vmFolder, name=folder)
+        if found is None:
+            return {}
+        vms = {}
+        for vm in found.childEntity:
+            if not isinstance(vm, vim.VirtualMachine):
+                continue
+            snaps, todo = [], list(vm.snapshot.rootSnapshotList if vm.snapshot else [])
+            names = {}
+            while todo:
+                tree = todo.pop()
+                snaps.append(tree.name)
+                names[tree.snapshot._moId] = tree.name
+                todo.extend(tree.childSnapshotList or [])
+            current = (
+                vm.snapshot.currentSnapshot._moId
+                if vm.snapshot and vm.snapshot.currentSnapshot
+                else ""
+            )
+            extra = {}
+            for option in vm.config.extraConfig or []:
+                extra[option.key] = str(option.value)  # the last value of a key wins
+            vms[vm.name] = VM(
+                name=vm.name,
+                datastores=sorted(ds.name for ds in vm.datastore),
+                power=str(vm.runtime.powerState),
+                template=bool(vm.config.template),
+                snapshots=sorted(snaps),
+                current_snapshot=names.get(current, ""),
+                extra=extra,
+                disks=sorted(
+                    d.backing.fileName
+                    for d in vm.config.hardware.device
+                    if isinstance(d, vim.vm.device.VirtualDisk)
+                ),
+            )
+        return vms
+
+    def disk_files(self) -> dict[str, str]:
+        """Persistent disk files on the datastores: name -> datastore."""
+        found = {}
+        for ds in self.dc.datastore:
+            path = Path(ds.summary.url) / "vdiportal-disks"
+            if path.is_dir():  # the simulator's datastores are local folders
+                for file in os.listdir(path):
+                    if file.endswith(".vmdk") and not file.endswith("-flat.vmdk"):
+                        found[file.removesuffix(".vmdk")] = ds.name
+        return found
+
+    def snapshot_parent(self, name: str, snapshot: str):
+        vm = self.vm_object(name)
+        task = vm.CreateSnapshot_Task(name=snapshot, description="", memory=False, quiesce=False)
+        wait(task)
+
+    def power_on(self, name: str):
+        wait(self.vm_object(name).PowerOnVM_Task())
+
+    def destroy(self, name: str):
+        wait(self.vm_object(name).Destroy_Task())
+
+    def clone_into_folder(self, source: str, name: str, extra: dict | None = None):
+        """A VM made behind the portal's back, in the portal's folder."""
+        vm = self.vm_object(source)
+        folder = self.content.searchIndex.FindChild(entity=self.dc.vmFolder, name="vdi-portal")
+        spec = vim.vm.CloneSpec(
+            location=vim.vm.RelocateSpec(pool=self.dc.hostFolder.childEntity[0].resourcePool),
+            powerOn=False,
+            config=vim.vm.ConfigSpec(
+                extraConfig=[
+                    vim.option.OptionValue(key=k, value=v) for k, v in (extra or {}).items()
+                ]
+            ),
+        )
+        wait(vm.CloneVM_Task(folder=folder, name=name, spec=spec))
+
+
+def wait(task):
+    # Property by property: the simulator's snapshot tasks carry an entity pyvmomi rejects.
+    while True:
+        state = task.info.state
+        if state in ("success", "error"):
+            break
+        time.sleep(0.02)
+    if state == "error":
+        raise RuntimeError(task.info.error.msg)

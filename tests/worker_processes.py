@@ -1,0 +1,57 @@
+"""Real `manage.py rqworker` processes against the test database and the test Redis,
+started the way production runs them (tests/composer/test_workers.py, tests/vsphere/)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db["USER"] or "postgres"
+    auth = f"{user}:{db['PASSWORD']}@" if db["PASSWORD"] else f"{user}@"
+    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def start_worker(
+    step_seconds: float = 0, burst: bool = False, env: dict | None = None
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **(env or {}),
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SIMULATOR_STEP_SECONDS": str(step_seconds),
+        "LOG_LEVEL": "WARNING",
+    }
+    args = [sys.executable, "manage.py", "rqworker", "default"]
+    if burst:
+        args.append("--burst")
+    # Its own process group, so killing it takes its work horse too, as a host crash would.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, sig)
+    worker.wait(timeout=60)
+
+
+def wait_for(predicate, timeout=120, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
