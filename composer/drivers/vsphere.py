@@ -155,7 +155,7 @@ def translate(exc: BaseException, what: str) -> DriverError:
         return DriverError(f"{what}: the vCenter session expired; the next try logs in again")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return DriverError(
-            f"{what}: vCenter's certificate could not be verified ({exc.verify_message}); "
+            f"{what}: vCenter's certificate could not be verified ({getattr(exc, 'verify_message', None) or exc}); "
             "set the endpoint's CA bundle to the CA that signed it"
         )
     if isinstance(exc, TimeoutError | socket.timeout):
@@ -245,17 +245,38 @@ class VSphereDriver(Driver):
         return self._cache["content"]
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run one API call, translating faults. A dead session or socket is dropped so the
-        next call reconnects."""
-        try:
-            return fn()
-        except DriverError:
-            raise
-        except (vim.fault.NotAuthenticated, OSError) as exc:
-            self.close()
-            raise translate(exc, what) from exc
-        except Exception as exc:
-            raise translate(exc, what) from exc
+        """Run one API call, translating faults.
+
+        vCenter ends sessions idle for 30 minutes, and a kept-alive connection may have been
+        closed at the other end: both are refused before anything happens, so the call is
+        retried once after logging in again on the same connection (objects already looked
+        up stay valid). A timeout is not retried: the call may be under way.
+        """
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except DriverError:
+                raise
+            except (vim.fault.NotAuthenticated, ConnectionResetError, BrokenPipeError) as exc:
+                if attempt == 2 or self._si is None:
+                    self.close()
+                    raise translate(exc, what) from exc
+                log.info("%s: %s; logging in again", what, type(exc).__name__)
+                try:
+                    self.content.sessionManager.Login(
+                        userName=self.config.user, password=self.config.password
+                    )
+                except vim.fault.InvalidLogin as login:
+                    raise translate(login, what) from login
+                except Exception:  # the connection itself is gone: start afresh next time
+                    self.close()
+                    raise translate(exc, what) from exc
+            except TimeoutError as exc:
+                self.close()  # the answer may still arrive on this socket: do not reuse it
+                raise translate(exc, what) from exc
+            except Exception as exc:
+                raise translate(exc, what) from exc
+        raise AssertionError("unreachable")
 
     def test_connection(self) -> str:
         """Log in and look around; a one-line summary, or DriverError saying what is wrong."""
@@ -332,7 +353,10 @@ class VSphereDriver(Driver):
     def _vm(self, name: str):
         vm = self._find_vm(name)
         if vm is None:
-            raise NotFound(f"VM {name} not found in vCenter folder {self.config.vm_folder}")
+            raise NotFound(
+                f"VM {name} not found in vCenter folder {self.config.vm_folder} "
+                "(deleted outside the portal?)"
+            )
         return vm
 
     def _datastore(self, name: str):

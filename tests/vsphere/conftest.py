@@ -39,6 +39,9 @@ def start_vcsim(vcsim_binary):
 
     yield start
     for sim in started:
+        # Shown with a failing test's output: what the simulator logged.
+        print(f"--- vcsim on port {sim.port}, last lines:")
+        print("\n".join(sim.output().splitlines()[-30:]))
         sim.stop()
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "data" / "vcsim"
@@ -40,6 +41,10 @@ class Vcsim:
     host: str
     port: int
     cert: str = ""
+    log: str = ""
+
+    def output(self) -> str:
+        return Path(self.log).read_text() if self.log and Path(self.log).exists() else ""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -49,6 +54,8 @@ class Vcsim:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.log and Path(self.log).exists():
+            os.unlink(self.log)
 
     def connect(self):
         return SmartConnect(
@@ -63,21 +70,17 @@ def start(*, method_delay: dict[str, int] | None = None, tls_cert: str = "") -> 
         args += ["-method-delay", ",".join(f"{k}={v}" for k, v in method_delay.items())]
     if tls_cert:
         args += ["-tls-cert", tls_cert]
-    process = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # Its log goes to a file: a pipe nobody reads would fill up and stall the simulator.
+    log = tempfile.NamedTemporaryFile(prefix="vcsim-", suffix=".log", delete=False)
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=log, stderr=log, text=True)
     deadline = time.monotonic() + 30
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.match(r"VCSIM_URL=(\w+)://([\d.]+):(\d+)", line)
+    while time.monotonic() < deadline and process.poll() is None:
+        match = re.search(r"VCSIM_URL=((\w+)://([\d.]+):(\d+)\S*)", Path(log.name).read_text())
         if match:
-            return Vcsim(process, line.split("=", 1)[1].strip(), match[2], int(match[3]), tls_cert)
+            return Vcsim(process, match[1], match[3], int(match[4]), tls_cert, log.name)
+        time.sleep(0.05)
     process.kill()
-    raise RuntimeError("vcsim did not start: " + "".join(seen))
+    raise RuntimeError("vcsim did not start: " + Path(log.name).read_text())
 
 
 # -- reading vCenter back with pyvmomi -------------------------------------------------------
@@ -128,36 +131,53 @@ class Reader:
         found = self.content.searchIndex.FindChild(entity=self.dc.vmFolder, name=folder)
         if found is None:
             return {}
+        # One property-collector call: the simulator's single-property fetch crashes on an
+        # unset property (a VM without snapshots).
+        PC = vmodl.query.PropertyCollector
+        view = self.content.viewManager.CreateContainerView(found, [vim.VirtualMachine], False)
+        paths = ["name", "datastore", "runtime.powerState", "config", "snapshot"]
+        spec = PC.FilterSpec(
+            objectSet=[
+                PC.ObjectSpec(
+                    obj=view,
+                    skip=True,
+                    selectSet=[PC.TraversalSpec(path="view", type=vim.view.ContainerView)],
+                )
+            ],
+            propSet=[PC.PropertySpec(type=vim.VirtualMachine, pathSet=paths)],
+        )
+        try:
+            rows = [
+                {p.name: p.val for p in item.propSet}
+                for item in self.content.propertyCollector.RetrieveContents([spec])
+            ]
+        finally:
+            view.Destroy()
         vms = {}
-        for vm in found.childEntity:
-            if not isinstance(vm, vim.VirtualMachine):
-                continue
-            snaps, todo = [], list(vm.snapshot.rootSnapshotList if vm.snapshot else [])
-            names = {}
+        for row in rows:
+            info = row.get("snapshot")
+            snaps, todo, names = [], list(info.rootSnapshotList if info else []), {}
             while todo:
                 tree = todo.pop()
                 snaps.append(tree.name)
                 names[tree.snapshot._moId] = tree.name
                 todo.extend(tree.childSnapshotList or [])
-            current = (
-                vm.snapshot.currentSnapshot._moId
-                if vm.snapshot and vm.snapshot.currentSnapshot
-                else ""
-            )
+            current = info.currentSnapshot._moId if info and info.currentSnapshot else ""
+            config = row["config"]
             extra = {}
-            for option in vm.config.extraConfig or []:
+            for option in config.extraConfig or []:
                 extra[option.key] = str(option.value)  # the last value of a key wins
-            vms[vm.name] = VM(
-                name=vm.name,
-                datastores=sorted(ds.name for ds in vm.datastore),
-                power=str(vm.runtime.powerState),
-                template=bool(vm.config.template),
+            vms[row["name"]] = VM(
+                name=row["name"],
+                datastores=sorted(ds.name for ds in row.get("datastore") or []),
+                power=str(row["runtime.powerState"]),
+                template=bool(config.template),
                 snapshots=sorted(snaps),
                 current_snapshot=names.get(current, ""),
                 extra=extra,
                 disks=sorted(
                     d.backing.fileName
-                    for d in vm.config.hardware.device
+                    for d in config.hardware.device
                     if isinstance(d, vim.vm.device.VirtualDisk)
                 ),
             )
@@ -183,7 +203,10 @@ class Reader:
         wait(self.vm_object(name).PowerOnVM_Task())
 
     def destroy(self, name: str):
-        wait(self.vm_object(name).Destroy_Task())
+        vm = self.vm_object(name)
+        if vm.runtime.powerState == "poweredOn":
+            wait(vm.PowerOffVM_Task())
+        wait(vm.Destroy_Task())
 
     def clone_into_folder(self, source: str, name: str, extra: dict | None = None):
         """A VM made behind the portal's back, in the portal's folder."""

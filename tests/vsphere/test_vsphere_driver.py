@@ -1,0 +1,176 @@
+"""The vSphere driver on its own: connection errors an administrator can act on, fault
+translation, the task journal, and a vCenter session that expired; against govmomi's
+simulator where a peer is needed."""
+
+import ssl
+import tempfile
+from pathlib import Path
+
+import pytest
+from pyVmomi import vim, vmodl
+
+from composer.drivers.base import (
+    DriverError,
+    DriverTimeout,
+    ImageRef,
+    InsufficientSpace,
+    InvalidPowerState,
+    NotFound,
+)
+from composer.drivers.vsphere import MemoryJournal, VSphereConfig, VSphereDriver, translate
+from tests.vsphere import vcsim
+
+
+def config(sim, **changes):
+    values = dict(
+        host=sim.host,
+        port=sim.port,
+        protocol="https" if sim.cert else "http",
+        user=vcsim.USER,
+        password=vcsim.PASSWORD,
+        timeout=30,
+    )
+    return VSphereConfig(**{**values, **changes})
+
+
+# -- connection -----------------------------------------------------------------------------
+
+
+def test_test_connection_says_what_it_found(start_vcsim):
+    sim = start_vcsim()
+    message = VSphereDriver(config(sim)).test_connection()
+    assert message.startswith("Connected to VMware vCenter Server")
+    assert f"as {vcsim.USER}; datacenter DC0, 2 datastore(s), folder vdi-portal." in message
+
+
+def test_wrong_password_and_unreachable_host_are_told_apart(start_vcsim):
+    sim = start_vcsim()
+    with pytest.raises(DriverError, match="vCenter refused the login: wrong user name or password"):
+        VSphereDriver(config(sim, password="wrong")).test_connection()
+    sim.stop()
+    with pytest.raises(DriverError, match=r"^connect to http://127\.0\.0\.1:\d+: cannot reach"):
+        VSphereDriver(config(sim)).test_connection()
+
+
+def test_tls_is_verified_against_the_ca_bundle(start_vcsim):
+    cert = Path(tempfile.mkdtemp()) / "vcsim.pem"
+    sim = start_vcsim(tls_cert=str(cert))
+    # Verification is on by default: a self-signed vCenter is refused with the reason.
+    with pytest.raises(DriverError, match="certificate could not be verified .*CA bundle"):
+        VSphereDriver(config(sim)).test_connection()
+    # With its CA bundle, it is trusted.
+    assert VSphereDriver(config(sim, ca_bundle=str(cert))).test_connection().startswith("Connected")
+    # A lab may switch verification off, explicitly.
+    assert VSphereDriver(config(sim, verify_tls=False)).test_connection().startswith("Connected")
+
+
+def test_an_expired_session_logs_in_again(start_vcsim):
+    sim = start_vcsim()
+    driver = VSphereDriver(config(sim))
+    before = driver.datastores()
+    driver.content.sessionManager.Logout()  # as vCenter does after 30 idle minutes
+    assert driver.datastores() == before
+
+
+# -- replicas and the task journal --------------------------------------------------------
+
+
+def test_replica_cannot_be_powered_on_and_a_crashed_clone_is_not_done_twice(start_vcsim):
+    sim = start_vcsim()
+    reader = vcsim.Reader(sim)
+    reader.snapshot_parent(vcsim.PARENT_VM, "v1")
+    journal = MemoryJournal()
+    driver = VSphereDriver(config(sim), journal)
+    replica = driver.clone_replica(ImageRef(vcsim.PARENT_VM, "v1", 4096, 2048), "LocalDS_0", "r1")
+    with pytest.raises(Exception, match="template"):
+        vcsim.wait(reader.vm_object("r1").PowerOnVM_Task())
+
+    # A worker dies right after vCenter accepted the clone: its id is in the journal.
+    crashing = VSphereDriver(config(sim), journal)
+
+    def die(task_id, what):
+        raise SystemExit("worker killed")
+
+    crashing._wait = die
+    with pytest.raises(SystemExit):
+        crashing.create_linked_clone("VDI-001", replica, "LocalDS_0")
+    assert (
+        journal.get(
+            "clone:VDI-001",
+        )
+        is not None
+    )
+
+    # The retry waits for that task instead of cloning again (vCenter would make a second
+    # VM of the same name in this simulator), and the journal is empty afterwards.
+    vm = VSphereDriver(config(sim), journal).create_linked_clone("VDI-001", replica, "LocalDS_0")
+    assert vm.name == "VDI-001" and vm.kind == "clone" and vm.replica == "r1"
+    assert [n for n in reader.folder_vms() if n == "VDI-001"] == ["VDI-001"]
+    assert (
+        len([c for c in reader.vm_object("VDI-001").parent.childEntity if c.name == "VDI-001"]) == 1
+    )
+    assert journal.tasks == {}
+    # A journaled task vCenter has forgotten (it restarted) does not block the work either.
+    journal.put("checkpoint:VDI-001", "task-999999")
+    assert driver.checkpoint("VDI-001")
+    assert journal.tasks == {}
+    reader.close()
+
+
+def test_steps_refuse_what_is_not_there(start_vcsim):
+    sim = start_vcsim()
+    driver = VSphereDriver(config(sim))
+    with pytest.raises(NotFound, match="parent VM nope of the image not found"):
+        driver.clone_replica(ImageRef("nope", "v1", 1, 1), "LocalDS_0", "r1")
+    with pytest.raises(NotFound, match="snapshot v9 of DC0_C0_RP0_VM0 not found"):
+        driver.clone_replica(ImageRef(vcsim.PARENT_VM, "v9", 1, 1), "LocalDS_0", "r1")
+    with pytest.raises(NotFound, match="VM GONE-1 not found"):
+        driver.power_on("GONE-1")
+    driver.delete_vm("GONE-1")  # missing is not an error for delete
+    with pytest.raises(DriverError, match="vCenter has no API for user sessions"):
+        driver.log_off("GONE-1")
+
+
+# -- fault translation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault, kind, text",
+    [
+        (vim.fault.DuplicateName(name="VDI-001"), DriverError, "the name VDI-001 is already taken"),
+        (
+            vim.fault.InvalidPowerState(existingState="poweredOn"),
+            InvalidPowerState,
+            "the VM is powered on and this step cannot work on it that way",
+        ),
+        (
+            vmodl.fault.ManagedObjectNotFound(),
+            NotFound,
+            "no longer exists in vCenter (deleted outside the portal?)",
+        ),
+        (
+            vim.fault.InsufficientResourcesFault(msg="memory"),
+            DriverError,
+            "not enough CPU or memory to admit it (memory)",
+        ),
+        (vim.fault.NoDiskSpace(msg="full"), InsufficientSpace, "not enough space on the datastore"),
+        (
+            vim.fault.NoPermission(privilegeId="VirtualMachine.Provisioning.Clone"),
+            DriverError,
+            "lacks the privilege VirtualMachine.Provisioning.Clone",
+        ),
+        (TimeoutError("timed out"), DriverTimeout, "vCenter did not answer in time"),
+        (ConnectionRefusedError(111, "Connection refused"), DriverError, "cannot reach vCenter"),
+        (
+            ssl.SSLCertVerificationError(1, "self-signed"),
+            DriverError,
+            "certificate could not be verified",
+        ),
+        (vim.fault.InvalidLogin(), DriverError, "wrong user name or password"),
+    ],
+)
+def test_faults_become_driver_errors_an_administrator_understands(fault, kind, text):
+    error = translate(fault, "clone VDI-001")
+    assert type(error) is kind
+    assert str(error).startswith("clone VDI-001: ")
+    assert text in str(error)
