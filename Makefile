@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check-deploy install clean-data
+.PHONY: run test lint check-deploy install clean-data vcsim
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# `make run VCSIM=1` adds govmomi's vCenter simulator and a pool on the vSphere driver.
 run: $(STAMP)
-	$(PY) manage.py runportal
+	$(PY) manage.py runportal $(if $(filter-out 0,$(VCSIM)),--vcsim)
+
+# govmomi's vCenter simulator for the vSphere tests (the tests build it themselves too).
+vcsim:
+	tests/vsphere/build_vcsim.sh
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -154,8 +154,9 @@ def translate(exc: BaseException, what: str) -> DriverError:
     if isinstance(exc, vim.fault.NotAuthenticated):
         return DriverError(f"{what}: the vCenter session expired; the next try logs in again")
     if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = getattr(exc, "verify_message", None) or exc
         return DriverError(
-            f"{what}: vCenter's certificate could not be verified ({getattr(exc, 'verify_message', None) or exc}); "
+            f"{what}: vCenter's certificate could not be verified ({reason}); "
             "set the endpoint's CA bundle to the CA that signed it"
         )
     if isinstance(exc, TimeoutError | socket.timeout):

@@ -33,19 +33,25 @@ class Command(BaseCommand):
             help="RQ workers to start (the first also runs the scheduler).",
         )
         parser.add_argument("--no-demo", action="store_true", help="Do not load demo data.")
+        parser.add_argument(
+            "--vcsim",
+            action="store_true",
+            default=os.environ.get("VCSIM", "") not in ("", "0"),
+            help="Also run govmomi's vCenter simulator with a demo pool on the vSphere driver.",
+        )
 
-    def handle(self, *args, port: int, workers: int, no_demo: bool, **options):
+    def handle(self, *args, port: int, workers: int, no_demo: bool, vcsim: bool, **options):
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
         try:
-            self._start(port, max(1, workers), no_demo)
+            self._start(port, max(1, workers), no_demo, vcsim)
             self._watch()
         finally:
             self._shutdown()
 
-    def _start(self, port: int, workers: int, no_demo: bool) -> None:
+    def _start(self, port: int, workers: int, no_demo: bool, vcsim: bool) -> None:
         socket_path = embedded_redis.socket_from_url(settings.REDIS_URL)
         if "REDIS_URL" not in os.environ and socket_path is not None:
             if embedded_redis.is_answering(socket_path):
@@ -59,6 +65,9 @@ class Command(BaseCommand):
         if not no_demo:
             call_command("demo_data")
 
+        if vcsim:
+            self._start_vcsim()
+
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         self._spawn("worker", [*manage, "rqworker", "--with-scheduler", "default"])
         for n in range(2, workers + 1):
@@ -67,6 +76,27 @@ class Command(BaseCommand):
         self._spawn("cron", [*manage, "rqcron", "composer.cron", "--logging-level", "WARNING"])
         self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
         self._print_banner(port)
+
+    def _start_vcsim(self) -> None:
+        from django.contrib.auth.models import User
+
+        from portal import vcsim_demo
+
+        port = int(os.environ.get("VCSIM_PORT", "8989"))
+        try:
+            process = vcsim_demo.start(port)
+        except vcsim_demo.VcsimUnavailable as exc:
+            self.stderr.write(f"No vCenter simulator: {exc}")
+            self.stderr.write(
+                "Install Debian's golang-go and golang-github-vmware-govmomi-dev for it."
+            )
+            return
+        self.children.append(("vcsim", process))
+        admin = User.objects.filter(groups__name="Administrators").order_by("pk").first()
+        vcsim_demo.load(port, admin)
+        self.stdout.write(
+            f"vCenter simulator on http://127.0.0.1:{port}/sdk (endpoint {vcsim_demo.ENDPOINT})"
+        )
 
     def _spawn(self, name: str, args: list[str]) -> None:
         # Own session: Ctrl-C reaches only this command, which stops the children in order.
