@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from composer import dispatch, lifecycle, steps
+from composer import dispatch, drivers, lifecycle, steps
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
@@ -24,6 +24,7 @@ Status = Operation.Status
 TaskStatus = OperationDesktop.Status
 
 
+@drivers.logs_out
 def run_operation(operation_id: int) -> str:
     """Start (or, after a crash, resume) an operation: check its plan, prepare replicas,
     then dispatch its desktops to workers."""
@@ -48,6 +49,7 @@ def run_operation(operation_id: int) -> str:
     return f"operation {operation_id} started"
 
 
+@drivers.logs_out
 def run_desktop(task_id: int, attempt: int) -> str:
     """Do one desktop's part of an operation, then hand the freed slot to the next desktop."""
     with transaction.atomic():

@@ -28,7 +28,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from composer import dispatch, inventory, lifecycle
+from composer import dispatch, drivers, inventory, lifecycle
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
@@ -47,6 +47,7 @@ SETTLE = timedelta(seconds=30)
 HEARTBEAT_GRACE = timedelta(seconds=60)
 
 
+@drivers.logs_out
 def reconcile() -> dict:
     from composer.jobs import run_operation
 

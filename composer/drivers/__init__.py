@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -76,9 +77,36 @@ def vsphere_config(endpoint):
     )
 
 
-@lru_cache(maxsize=16)
+_vsphere_drivers: dict = {}
+
+
 def _vsphere(config, journal) -> Driver:
-    # Cached per connection settings, so one process keeps one vCenter session per endpoint.
+    # One driver (one vCenter session) per connection settings while the process works;
+    # close_sessions() logs them out.
     from composer.drivers.vsphere import VSphereDriver
 
-    return VSphereDriver(config, journal)
+    key = (config, journal)
+    if key not in _vsphere_drivers:
+        _vsphere_drivers[key] = VSphereDriver(config, journal)
+    return _vsphere_drivers[key]
+
+
+def close_sessions() -> None:
+    """Log out of every vCenter this process logged in to. Jobs call it when they end: an RQ
+    work horse lives for one job, and vCenter caps how many sessions it keeps open."""
+    while _vsphere_drivers:
+        _, driver = _vsphere_drivers.popitem()
+        driver.close()
+
+
+def logs_out(job):
+    """Decorate an RQ job so it logs out of vCenter when it ends (see close_sessions)."""
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        try:
+            return job(*args, **kwargs)
+        finally:
+            close_sessions()
+
+    return run

@@ -77,7 +77,7 @@ def vsphere_lab(db, redis_conn, start_vcsim, monkeypatch, request):
     timeout = options.pop("timeout", 60)
     sim = start_vcsim(**options)
     monkeypatch.setenv(PASSWORD_ENV, vcsim.PASSWORD)
-    drivers._vsphere.cache_clear()  # no connection to an earlier test's simulator
+    drivers.close_sessions()  # no connection to an earlier test's simulator
     reader = vcsim.Reader(sim)
     reader.snapshot_parent(vcsim.PARENT_VM, "v1")
     reader.snapshot_parent(vcsim.PARENT_VM, "v2")
@@ -97,4 +97,4 @@ def vsphere_lab(db, redis_conn, start_vcsim, monkeypatch, request):
         env={PASSWORD_ENV: vcsim.PASSWORD},
     )
     reader.close()
-    drivers._vsphere.cache_clear()
+    drivers.close_sessions()

@@ -160,5 +160,7 @@ def test_pool_life_on_vsphere(users, vsphere_lab):
         )
         inventory = lab.driver.inventory()
         assert {d.name: d.attached_to for d in inventory.disks} == dict.fromkeys(kept, "")
+        # Every job logged out when it ended: only this test's own two sessions are left.
+        assert len(lab.vc.content.sessionManager.sessionList) == 2
     finally:
         stop(worker)
