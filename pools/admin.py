@@ -6,6 +6,38 @@ from pools import models
 @admin.register(models.HypervisorEndpoint)
 class EndpointAdmin(admin.ModelAdmin):
     list_display = ["name", "driver", "address", "max_provisioning", "max_maintenance"]
+    fieldsets = [
+        (
+            "Connection",
+            {
+                "fields": [
+                    "name",
+                    "driver",
+                    "protocol",
+                    "address",
+                    "port",
+                    "verify_tls",
+                    "ca_bundle",
+                ]
+            },
+        ),
+        (
+            "Credentials",
+            {
+                "fields": ["username", "password_env", "password_file"],
+                "description": (
+                    "The password is never stored in the database: the portal reads it from "
+                    "the environment variable, or, when that is unset, from the file. Set it "
+                    "where the web server and the workers run."
+                ),
+            },
+        ),
+        ("Placement", {"fields": ["datacenter", "cluster", "vm_folder", "customization_spec"]}),
+        ("Limits", {"fields": ["task_timeout_seconds", "max_provisioning", "max_maintenance"]}),
+        ("Last sync", {"fields": ["synced_at", "sync_error", "orphans"]}),
+    ]
+    # Written by the inventory sync (composer/inventory.py), not by hand.
+    readonly_fields = ["synced_at", "sync_error", "orphans"]
 
 
 @admin.register(models.Datastore)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from pools import views
+from pools import endpoint_views, views
 
 app_name = "pools"
 urlpatterns = [
@@ -12,4 +12,7 @@ urlpatterns = [
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop"),
     path("datastores/", views.datastore_list, name="datastores"),
     path("images/", views.image_list, name="images"),
+    path("hypervisors/", endpoint_views.endpoint_list, name="hypervisors"),
+    path("hypervisors/<int:pk>/test/", endpoint_views.endpoint_test, name="hypervisor_test"),
+    path("hypervisors/<int:pk>/sync/", endpoint_views.endpoint_sync, name="hypervisor_sync"),
 ]

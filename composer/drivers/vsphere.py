@@ -61,6 +61,7 @@ MARKER_REPLICA = "vdiportal.replica"
 REPLICA_SNAPSHOT = "vdiportal-replica"
 CHECKPOINT_SNAPSHOT = "vdiportal-checkpoint"
 DISK_FOLDER = "vdiportal-disks"
+CALL_TIMEOUT = 60.0  # seconds one API call may take (a task may take the endpoint's timeout)
 PowerState = vim.VirtualMachine.PowerState
 POWER_WORDS = {"poweredOn": "powered on", "poweredOff": "powered off", "suspended": "suspended"}
 
@@ -225,7 +226,9 @@ class VSphereDriver(Driver):
                     pwd=self.config.password,
                     sslContext=self._ssl_context(),
                     disableSslCertValidation=not self.config.verify_tls,
-                    httpConnectionTimeout=self.config.timeout,
+                    # One API call answers quickly (tasks run on after it returns, and are
+                    # awaited up to the task timeout), so a silent vCenter is noticed soon.
+                    httpConnectionTimeout=min(self.config.timeout, CALL_TIMEOUT),
                 )
             except Exception as exc:
                 raise translate(exc, f"connect to {self.config.where}") from exc

@@ -11,7 +11,15 @@ from django.urls import get_resolver, reverse
 from composer import services
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
-from pools.models import Datastore, Desktop, PersistentDisk, Pool, PoolDatastore, Replica
+from pools.models import (
+    Datastore,
+    Desktop,
+    HypervisorEndpoint,
+    PersistentDisk,
+    Pool,
+    PoolDatastore,
+    Replica,
+)
 from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +48,9 @@ MATRIX = {
     "pools:desktop": ("desktop", EVERYONE, EVERYONE),
     "pools:datastores": ("", READERS, READERS),
     "pools:images": ("", READERS, READERS),
+    "pools:hypervisors": ("", READERS, READERS),
+    "pools:hypervisor_test": ("endpoint", None, {ADMIN}),
+    "pools:hypervisor_sync": ("endpoint", None, {ADMIN}),
     "composer:operations": ("", READERS, READERS),
     "composer:operation": ("operation", READERS, READERS),
     "composer:plan": ("draft", READERS, READERS),
@@ -71,7 +82,13 @@ def world(users, lab):
     pool = operation.pool
     draft = services.plan_operation(users["admin"], pool, "rebalance")
     queue().empty()
-    return {"pool": pool, "desktop": pool.desktops.first(), "operation": operation, "draft": draft}
+    return {
+        "pool": pool,
+        "desktop": pool.desktops.first(),
+        "operation": operation,
+        "draft": draft,
+        "endpoint": lab.endpoint,
+    }
 
 
 def url_for(name, spec, world):
@@ -100,7 +117,11 @@ def snapshot():
             Replica,
             Datastore,
         )
-    } | {"statuses": sorted(Operation.objects.values_list("pk", "status"))}
+    } | {
+        "statuses": sorted(Operation.objects.values_list("pk", "status")),
+        # What a sync writes on the endpoint row.
+        "syncs": sorted(HypervisorEndpoint.objects.values_list("pk", "synced_at", "sync_error")),
+    }
 
 
 def test_every_endpoint_is_in_the_matrix():
