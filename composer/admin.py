@@ -53,3 +53,16 @@ class OperationDesktopAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(models.HypervisorTask)
+class HypervisorTaskAdmin(admin.ModelAdmin):
+    """vCenter tasks a step started and has not seen finish (see composer/task_journal.py).
+    Read-only: the driver writes and removes them."""
+
+    list_display = ["key", "task_id", "endpoint", "started_at"]
+    list_filter = ["endpoint"]
+    readonly_fields = ["endpoint", "key", "task_id", "started_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -18,7 +18,7 @@ from composer.models import Operation
 from composer.queue import queue
 from composer.reconciler import _pid_alive
 from pools import usage
-from pools.models import Desktop
+from pools.models import Desktop, HypervisorEndpoint
 from pools.states import DesktopState
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ def gather(user) -> dict:
     if user.has_perm("composer.view_operation"):
         context.update(operations(now))
         context["workers"] = workers()
+    if user.has_perm("pools.view_hypervisorendpoint"):
+        # A hypervisor the reconciler cannot read, or VMs of ours nobody owns.
+        context["hypervisor_problems"] = [
+            e for e in HypervisorEndpoint.objects.order_by("name") if e.sync_error or e.orphans
+        ]
     return context
 
 

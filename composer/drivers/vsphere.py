@@ -893,6 +893,13 @@ class VSphereDriver(Driver):
                 return unit
         raise DriverError(f"VM {props['name']} has no free disk slot on its controller")
 
+    @staticmethod
+    def _snapshot_disk(disk) -> str:
+        """The file of the replica's disk as its snapshot froze it: the parent of the disk's
+        current (empty, since a template never runs) delta, or the disk itself without one."""
+        parent = getattr(disk.backing, "parent", None)
+        return parent.fileName if parent is not None else disk.backing.fileName
+
     def relink(self, name: str, replica: ReplicaInfo) -> None:
         key = f"relink:{name}"
         self._settle(key)
@@ -928,7 +935,7 @@ class VSphereDriver(Driver):
                 diskMode="persistent",
                 thinProvisioned=True,
                 parent=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-                    fileName=base[0].backing.fileName, diskMode="persistent"
+                    fileName=self._snapshot_disk(base[0]), diskMode="persistent"
                 ),
             ),
         )

@@ -197,3 +197,18 @@ def test_admin_change_page_groups_the_fields(client, users, lab):
         assert legend in page
     assert "never stored in the database" in page
     assert 'name="synced_at"' not in page  # read-only
+
+
+def test_dashboard_shows_a_hypervisor_it_cannot_read_or_with_orphans(client, users, lab):
+    HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(
+        sync_error="list datastores: cannot reach vCenter", orphans=["GHOST-7"]
+    )
+    client.force_login(users["admin"])
+    page = client.get(reverse("dashboard")).content.decode()
+    assert "inventory not read: list datastores: cannot reach vCenter" in page
+    assert "1 orphan VM (GHOST-7)" in page
+    client.force_login(users["helpdesk"])
+    assert "GHOST-7" not in client.get(reverse("dashboard")).content.decode()
+    HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(sync_error="", orphans=[])
+    client.force_login(users["admin"])
+    assert "orphan VM" not in client.get(reverse("dashboard")).content.decode()
