@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
 from composer.models import HypervisorTask
 
 
@@ -20,9 +23,16 @@ class DatabaseJournal:
         return row.task_id if row else None
 
     def put(self, key: str, task_id: str) -> None:
-        HypervisorTask.objects.update_or_create(
-            endpoint_id=self.endpoint_id, key=key, defaults={"task_id": task_id}
-        )
+        rows = HypervisorTask.objects.filter(endpoint_id=self.endpoint_id, key=key)
+        if rows.update(task_id=task_id, started_at=timezone.now()):
+            return
+        try:
+            with transaction.atomic():
+                HypervisorTask.objects.create(
+                    endpoint_id=self.endpoint_id, key=key, task_id=task_id
+                )
+        except IntegrityError:  # written by another worker in between: the latest id wins
+            rows.update(task_id=task_id, started_at=timezone.now())
 
     def drop(self, key: str) -> None:
         HypervisorTask.objects.filter(endpoint_id=self.endpoint_id, key=key).delete()

@@ -450,18 +450,24 @@ class VSphereDriver(Driver):
             log.info("earlier task for %s ended: %s", key, exc)
         self.journal.drop(key)
 
-    def _run(self, key: str, what: str, start: Callable[[], Any]) -> Any:
-        """Start a task, journal its id, wait for it, and forget it once it has ended."""
+    def _run(self, key: str, what: str, start: Callable[[], Any], journal: bool = True) -> Any:
+        """Start a task, journal its id, wait for it, and forget it once it has ended.
+
+        Read-only tasks (datastore searches) are not journaled: running one twice is harmless.
+        """
         task = self._call(what, start)
-        self.journal.put(key, task._moId)
+        if journal:
+            self.journal.put(key, task._moId)
         try:
             result = self._wait(task._moId, what)
         except DriverTimeout:
             raise  # still under way: the journal keeps its id for the retry
         except DriverError:
-            self.journal.drop(key)
+            if journal:
+                self.journal.drop(key)
             raise
-        self.journal.drop(key)
+        if journal:
+            self.journal.drop(key)
         return result
 
     # -- reading VMs -----------------------------------------------------------------------
@@ -627,6 +633,7 @@ class VSphereDriver(Driver):
                     lambda ds=ds, spec=spec: ds.browser.SearchDatastore_Task(
                         datastorePath=f"[{ds.name}] {DISK_FOLDER}", searchSpec=spec
                     ),
+                    journal=False,
                 )
             except NotFound:
                 continue  # no disk folder on this datastore yet
@@ -694,11 +701,18 @@ class VSphereDriver(Driver):
                     extraConfig=[vim.option.OptionValue(key=MARKER_KIND, value="replica")],
                 ),
             )
-            self._run(
-                key,
-                f"clone replica {name} on {datastore}",
-                lambda: parent.CloneVM_Task(folder=self._folder(), name=name, spec=spec),
-            )
+            try:
+                self._run(
+                    key,
+                    f"clone replica {name} on {datastore}",
+                    lambda: parent.CloneVM_Task(folder=self._folder(), name=name, spec=spec),
+                )
+            except DriverError:
+                # Another worker may have cloned the same replica at the same moment (two
+                # operations needing it): vCenter refuses the second clone's name. Theirs
+                # will do; anything else is a real failure.
+                if self._owned(name, "replica") is None:
+                    raise
             props = self._owned(name, "replica")
         vm = props["obj"]
         if self._snapshot_named(vm, props, REPLICA_SNAPSHOT) is None:

@@ -5,7 +5,7 @@ with pyvmomi, shows what vCenter should hold."""
 import pytest
 
 from composer import services
-from composer.models import Operation
+from composer.models import HypervisorTask, Operation
 from composer.queue import queue
 from pools.models import Desktop, PersistentDisk, Pool, PoolDatastore
 from pools.states import DesktopState
@@ -160,6 +160,7 @@ def test_pool_life_on_vsphere(users, vsphere_lab):
         )
         inventory = lab.driver.inventory()
         assert {d.name: d.attached_to for d in inventory.disks} == dict.fromkeys(kept, "")
+        assert not HypervisorTask.objects.exists()  # every task seen to its end
         # Every job logged out when it ended: only this test's own two sessions are left.
         assert len(lab.vc.content.sessionManager.sessionList) == 2
     finally:
