@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from composer import eta, progress, services
+from composer import drivers, eta, progress, services
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
 from pools.models import ImageVersion, PoolDatastore
@@ -134,7 +134,9 @@ def _kind_options(operation: Operation) -> list[tuple[str, str]]:
 @require("composer.view_operation", action="view_plan")
 def plan_detail(request, pk: int):
     """The preview of a recompose or rebalance, with Approve and Discard while it is a draft."""
-    operation = get_object_or_404(Operation.objects.select_related("requested_by", "pool"), pk=pk)
+    operation = get_object_or_404(
+        Operation.objects.select_related("requested_by", "pool__endpoint"), pk=pk
+    )
     if operation.kind not in services.PLANNED_KINDS:
         return redirect(operation)
     plan = operation.plan or {}
@@ -146,6 +148,8 @@ def plan_detail(request, pk: int):
             "plan": plan,
             "usage": _usage_rows(operation, plan),
             "sessions": plan.get("sessions", []),
+            "sessions_known": operation.pool is None
+            or drivers.reports_sessions(operation.pool.endpoint),
             "skipped": operation.tasks.filter(status=TaskStatus.SKIPPED).order_by("desktop_name")
             if operation.kind == Operation.Kind.RECOMPOSE
             else [],

@@ -8,7 +8,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from composer import naming, progress, services
+from composer import drivers, naming, progress, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
@@ -370,6 +370,7 @@ def pool_operate(request, pk: int, kind: str):
             "kind": kind,
             "kind_label": Operation.Kind(kind).label,
             "planned": kind in services.PLANNED_KINDS,
+            "sessions_known": drivers.reports_sessions(pool.endpoint),
             "form": form,
             "chosen": chosen[:NAMES_SHOWN] if chosen else chosen,
             "chosen_count": len(chosen) if chosen is not None else None,

@@ -33,6 +33,11 @@ def _simulator(url: str, namespace: str, step_seconds: float) -> Driver:
     return SimulatorDriver.from_url(url, namespace=namespace, step_seconds=step_seconds)
 
 
+def reports_sessions(endpoint) -> bool:
+    """Whether the endpoint's hypervisor tells who is logged on (vCenter does not)."""
+    return endpoint.driver != "vsphere"
+
+
 def endpoint_password(endpoint) -> str:
     """The endpoint's password: from its environment variable, else its secret file."""
     if endpoint.password_env and os.environ.get(endpoint.password_env):

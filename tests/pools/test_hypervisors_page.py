@@ -212,3 +212,26 @@ def test_dashboard_shows_a_hypervisor_it_cannot_read_or_with_orphans(client, use
     HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(sync_error="", orphans=[])
     client.force_login(users["admin"])
     assert "orphan VM" not in client.get(reverse("dashboard")).content.decode()
+
+
+def test_operation_form_warns_only_where_sessions_are_unknown(client, users, lab):
+    from composer import services
+
+    services.create_pool(
+        users["admin"],
+        services.PoolSpec(
+            name="Warn",
+            naming_pattern="WRN-{n}",
+            size=2,
+            datastores=[lab.ds["ds-a"]],
+            image_version=lab.v1,
+            overcommit=4,
+        ),
+    )
+    pool = lab.endpoint.pools.get(name="Warn")
+    url = reverse("pools:operate", args=[pool.pk, "refresh"])
+    client.force_login(users["admin"])
+    assert "does not report who is logged on" not in client.get(url).content.decode()
+    HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(driver="vsphere")
+    page = client.get(url).content.decode()
+    assert "VMware vSphere (vCenter) does not report who is logged on" in page

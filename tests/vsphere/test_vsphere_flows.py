@@ -3,6 +3,7 @@ govmomi's vCenter simulator. After each operation the simulator's inventory, rea
 with pyvmomi, shows what vCenter should hold."""
 
 import pytest
+from django.urls import reverse
 
 from composer import services
 from composer.models import HypervisorTask, Operation
@@ -63,7 +64,7 @@ def assert_desktops_in_vcenter(lab, pool, version):
         assert desktop.driver_ref and desktop.checkpoint and desktop.image_version_id == version.pk
 
 
-def test_pool_life_on_vsphere(users, vsphere_lab):
+def test_pool_life_on_vsphere(users, vsphere_lab, client):
     lab = vsphere_lab
     worker = start_worker(env=lab.env)
     try:
@@ -116,6 +117,12 @@ def test_pool_life_on_vsphere(users, vsphere_lab):
         operation = services.plan_operation(
             users["admin"], pool, "recompose", extra={"image_version": lab.v2.pk}
         )
+        # vCenter does not tell who is logged on: the form and the plan say so.
+        client.force_login(users["admin"])
+        unknown = "does not report who is logged on"
+        form = client.get(reverse("pools:operate", args=[pool.pk, "refresh"]))
+        assert unknown in form.content.decode()
+        assert unknown in client.get(reverse("composer:plan", args=[operation.pk])).content.decode()
         services.approve(users["admin"], operation)
         assert finish(operation).status == Status.SUCCEEDED, operation.message
         assert_desktops_in_vcenter(lab, pool, lab.v2)
