@@ -24,6 +24,7 @@ then starts a vCenter task, whose id goes into the journal until it ends.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import ssl
@@ -284,7 +285,14 @@ class VSphereDriver(Driver):
 
     def test_connection(self) -> str:
         """Log in and look around; a one-line summary, or DriverError saying what is wrong."""
-        about = self._call("connect", lambda: self.content.about)
+        try:
+            about = self._call("connect", lambda: self.content.about)
+        except DriverError as exc:
+            if not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                raise
+            # Name the certificate, so the administrator can check it is vCenter's own
+            # before trusting its CA.
+            raise DriverError(f"{exc}; the server's certificate: {self._fingerprint()}") from exc
         datastores = self.datastores()
         self._folder()
         return (
@@ -292,6 +300,14 @@ class VSphereDriver(Driver):
             f"as {self.config.user}; datacenter {self._datacenter().name}, "
             f"{len(datastores)} datastore(s), folder {self.config.vm_folder}."
         )
+
+    def _fingerprint(self) -> str:
+        try:
+            pem = ssl.get_server_certificate((self.config.host, self.config.port), timeout=10)
+        except OSError as exc:
+            return f"not readable ({exc})"
+        digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()
+        return "SHA-256 " + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
     # -- inventory lookups -----------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 translation, the task journal, and a vCenter session that expired; against govmomi's
 simulator where a peer is needed."""
 
+import hashlib
 import ssl
 import tempfile
 from pathlib import Path
@@ -55,9 +56,15 @@ def test_wrong_password_and_unreachable_host_are_told_apart(start_vcsim):
 def test_tls_is_verified_against_the_ca_bundle(start_vcsim):
     cert = Path(tempfile.mkdtemp()) / "vcsim.pem"
     sim = start_vcsim(tls_cert=str(cert))
-    # Verification is on by default: a self-signed vCenter is refused with the reason.
-    with pytest.raises(DriverError, match="certificate could not be verified .*CA bundle"):
+    # Verification is on by default: a self-signed vCenter is refused with the reason, and
+    # the fingerprint of the certificate it showed, to check before trusting it.
+    with pytest.raises(DriverError, match="certificate could not be verified .*CA bundle") as e:
         VSphereDriver(config(sim)).test_connection()
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest().upper()
+    assert str(e.value).endswith(
+        "the server's certificate: SHA-256 "
+        + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    )
     # With its CA bundle, it is trusted.
     assert VSphereDriver(config(sim, ca_bundle=str(cert))).test_connection().startswith("Connected")
     # A lab may switch verification off, explicitly.
