@@ -95,11 +95,15 @@ def test_killed_worker_mid_recompose_is_survived(users, lab, big_pool, monkeypat
 
     worker = start_worker(step_seconds=0.2)
     try:
-        # Let it get well into the work: some desktops done, one half-way through its steps.
+        # Let it get well into the work: some desktops done, one half-way through its steps
+        # (past "maintenance", so the desktop is busy: the runner records a step before it
+        # runs it).
         wait_for(
             lambda: (
                 operation.tasks.filter(status=TaskStatus.SUCCEEDED).count() >= 2
-                and operation.tasks.filter(status=TaskStatus.RUNNING).exclude(step="").exists()
+                and operation.tasks.filter(status=TaskStatus.RUNNING)
+                .exclude(step__in=["", "session", "maintenance"])
+                .exists()
             )
         )
         if crash == "host":
