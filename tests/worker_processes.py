@@ -55,3 +55,18 @@ def wait_for(predicate, timeout=120, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError("timed out waiting")
+
+
+def finish(operation, timeout=180):
+    """Wait for the operation to end and the workers to be idle (the job that ends an
+    operation goes on to clean up unused replicas)."""
+    from composer.queue import queue
+
+    q = queue()
+
+    def done():
+        operation.refresh_from_db()
+        return not operation.is_active and q.count == 0 and q.started_job_registry.count == 0
+
+    wait_for(done, timeout=timeout, interval=0.1)
+    return operation

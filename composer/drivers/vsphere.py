@@ -544,7 +544,6 @@ class VSphereDriver(Driver):
 
     def _info(self, props: dict) -> VmInfo:
         kind = self._marker(props) or "foreign"
-        snapshot = props.get("snapshot")
         checkpoint = ""
         for tree in self._snapshots(props):
             if tree.name == CHECKPOINT_SNAPSHOT:
@@ -557,7 +556,7 @@ class VSphereDriver(Driver):
             power=POWER_ON if props["runtime.powerState"] == PowerState.poweredOn else POWER_OFF,
             replica=self._marker(props, MARKER_REPLICA),
             delta_mb=int(props.get("summary.storage.committed") or 0) // MIB,
-            checkpoint=checkpoint if snapshot else "",
+            checkpoint=checkpoint,
             disks=tuple(
                 sorted(
                     d.backing.fileName.rpartition("/")[2].removesuffix(".vmdk")
@@ -683,7 +682,7 @@ class VSphereDriver(Driver):
 
     # -- replicas --------------------------------------------------------------------------
 
-    def _snapshot_named(self, vm, props: dict, name: str):
+    def _snapshot_named(self, props: dict, name: str):
         for tree in self._snapshots(props):
             if tree.name == name:
                 return tree.snapshot
@@ -697,7 +696,7 @@ class VSphereDriver(Driver):
             parent = self._find_any_vm(image.parent_vm)
             if parent is None:
                 raise NotFound(f"parent VM {image.parent_vm} of the image not found in vCenter")
-            snap = self._snapshot_named(parent, self._vm_props(parent), image.snapshot)
+            snap = self._snapshot_named(self._vm_props(parent), image.snapshot)
             if snap is None:
                 raise NotFound(
                     f"snapshot {image.snapshot} of {image.parent_vm} not found in vCenter"
@@ -731,7 +730,7 @@ class VSphereDriver(Driver):
                     raise
             props = self._owned(name, "replica")
         vm = props["obj"]
-        if self._snapshot_named(vm, props, REPLICA_SNAPSHOT) is None:
+        if self._snapshot_named(props, REPLICA_SNAPSHOT) is None:
             if props.get("config.template"):
                 raise DriverError(
                     f"replica {name} is a template without its snapshot; delete it in vCenter"
@@ -768,7 +767,7 @@ class VSphereDriver(Driver):
             source = self._find_vm(replica.name)
             if source is None:
                 raise NotFound(f"replica {replica.name} not found in vCenter")
-            snap = self._snapshot_named(source, self._vm_props(source), replica.snapshot)
+            snap = self._snapshot_named(self._vm_props(source), replica.snapshot)
             if snap is None:
                 raise NotFound(f"snapshot {replica.snapshot} of replica {replica.name} not found")
             spec = vim.vm.CloneSpec(
@@ -852,7 +851,7 @@ class VSphereDriver(Driver):
         self._settle(key)
         vm = self._vm(name)
         props = self._vm_props(vm)
-        snap = self._snapshot_named(vm, props, CHECKPOINT_SNAPSHOT)
+        snap = self._snapshot_named(props, CHECKPOINT_SNAPSHOT)
         if snap is None:
             snap = self._run(
                 key,

@@ -6,26 +6,14 @@ import pytest
 from composer import services
 from composer.inventory import sync_endpoint
 from composer.models import Operation, OperationDesktop
-from composer.queue import queue
 from pools.models import Desktop, HypervisorEndpoint, PersistentDisk, Pool
 from pools.states import BUSY, DesktopState
-from tests.worker_processes import start_worker, stop, wait_for
+from tests.worker_processes import finish, start_worker, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GIB = 1024
 Status = Operation.Status
-
-
-def finish(operation, timeout=120):
-    q = queue()
-
-    def done():
-        operation.refresh_from_db()
-        return not operation.is_active and q.count == 0 and q.started_job_registry.count == 0
-
-    wait_for(done, timeout=timeout, interval=0.1)
-    return operation
 
 
 def provision(users, lab, name, size, disk_mb=GIB):

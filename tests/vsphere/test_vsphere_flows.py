@@ -7,28 +7,14 @@ from django.urls import reverse
 
 from composer import services
 from composer.models import HypervisorTask, Operation
-from composer.queue import queue
 from pools.models import Desktop, PersistentDisk, Pool, PoolDatastore
 from pools.states import DesktopState
-from tests.worker_processes import start_worker, stop, wait_for
+from tests.worker_processes import finish, start_worker, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GIB = 1024
 Status = Operation.Status
-
-
-def finish(operation, timeout=180):
-    """Wait for the operation to end and the worker to be idle (the job that ends an
-    operation goes on to clean up unused replicas)."""
-    q = queue()
-
-    def done():
-        operation.refresh_from_db()
-        return not operation.is_active and q.count == 0 and q.started_job_registry.count == 0
-
-    wait_for(done, timeout=timeout, interval=0.2)
-    return operation
 
 
 def desktops_of(pool):
