@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check-deploy install clean-data vcsim
+.PHONY: run test lint check-deploy install clean-data vcsim screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ vcsim:
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Retake README's screenshots (docs/screenshots/) with the browser tests; `make test` never does.
+screenshots: $(STAMP)
+	SCREENSHOTS=1 $(PY) -m pytest tests/e2e
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 """Small helpers for the browser tests."""
 
+import os
 from pathlib import Path
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -14,6 +15,10 @@ def login(page, live_server, username, password):
 
 
 def shot(page, name):
+    """Retake README's screenshot `name`, only on request (`SCREENSHOTS=1 make test`): a
+    test run must not rewrite tracked files."""
+    if os.environ.get("SCREENSHOTS") != "1":
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
