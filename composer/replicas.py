@@ -20,6 +20,8 @@ def image_ref(version: ImageVersion) -> ImageRef:
         snapshot=version.snapshot,
         disk_mb=version.disk_mb,
         used_mb=version.used_mb,
+        parent_ref=version.image.parent_ref,
+        snapshot_ref=version.snapshot_ref,
     )
 
 

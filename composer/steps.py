@@ -53,7 +53,11 @@ class Context:
         return self.desktop.name
 
     def disks(self) -> list[PersistentDisk]:
-        return list(PersistentDisk.objects.filter(desktop=self.desktop).order_by("name"))
+        return list(
+            PersistentDisk.objects.filter(desktop=self.desktop)
+            .select_related("datastore")
+            .order_by("name")
+        )
 
     def target_version(self) -> ImageVersion:
         """The image version the desktop is rebuilt from: the recompose target, else its own."""
@@ -139,13 +143,7 @@ def detach_disks(ctx: Context) -> None:
 
 def attach_disks(ctx: Context) -> None:
     for disk in ctx.disks():
-        ctx.driver.attach_disk(ctx.name, disk.name)
-
-
-def delete_delta(ctx: Context) -> None:
-    ctx.driver.delete_delta(ctx.name)
-    ctx.desktop.checkpoint, ctx.desktop.delta_mb = "", 0
-    save(ctx.desktop, "checkpoint", "delta_mb")
+        ctx.driver.attach_disk(ctx.name, disk.name, disk.datastore.name)
 
 
 def move_vm(ctx: Context) -> None:
@@ -158,19 +156,23 @@ def move_vm(ctx: Context) -> None:
 def move_disks(ctx: Context) -> None:
     target = ctx.task.target_datastore
     for disk in ctx.disks():
-        ctx.driver.move_disk(disk.name, target.name)
+        ctx.driver.move_disk(disk.name, disk.datastore.name, target.name)
         if disk.datastore_id != target.pk:
             disk.datastore = target
             disk.save(update_fields=["datastore"])
 
 
 def relink(ctx: Context) -> None:
+    """A new delta disk over the target version's replica, in place of the old delta and its
+    checkpoint, swapped in one step by the driver so the desktop is never without a system
+    disk. Persistent disks stay attached throughout (they are independent disks)."""
     version = ctx.target_version()
     replica = ensure_replica(version, ctx.desktop.datastore)
     ctx.driver.relink(ctx.name, replica_info(replica))
     ctx.desktop.replica, ctx.desktop.image_version = replica, version
+    ctx.desktop.checkpoint = ""
     ctx.desktop.delta_mb = ctx.driver.get_vm(ctx.name).delta_mb
-    save(ctx.desktop, "replica", "image_version", "delta_mb")
+    save(ctx.desktop, "replica", "image_version", "checkpoint", "delta_mb")
 
 
 def clone(ctx: Context) -> None:
@@ -200,7 +202,7 @@ def new_persistent_disk(ctx: Context) -> None:
         },
     )
     ctx.driver.create_disk(name, disk.datastore.name, disk.size_mb)
-    ctx.driver.attach_disk(ctx.name, name)
+    ctx.driver.attach_disk(ctx.name, name, disk.datastore.name)
 
 
 def checkpoint(ctx: Context) -> None:
@@ -256,7 +258,7 @@ def release_disks(ctx: Context) -> None:
             disk.desktop = None
             disk.save(update_fields=["desktop"])
         else:
-            ctx.driver.delete_disk(disk.name)
+            ctx.driver.delete_disk(disk.name, disk.datastore.name)
             disk.delete()
 
 
@@ -267,9 +269,9 @@ def attach_kept_disk(ctx: Context) -> None:
     if disk.desktop_id not in (None, ctx.desktop.pk):
         raise DriverError(f"disk {disk.name} is attached to another desktop")
     if disk.datastore_id != ctx.desktop.datastore_id:
-        ctx.driver.move_disk(disk.name, ctx.desktop.datastore.name)
+        ctx.driver.move_disk(disk.name, disk.datastore.name, ctx.desktop.datastore.name)
         disk.datastore = ctx.desktop.datastore
-    ctx.driver.attach_disk(ctx.name, disk.name)
+    ctx.driver.attach_disk(ctx.name, disk.name, disk.datastore.name)
     disk.desktop, disk.pool = ctx.desktop, ctx.pool
     disk.save(update_fields=["desktop", "pool", "datastore"])
 
@@ -291,7 +293,10 @@ PROVISION = [
     ("checkpoint", checkpoint),
     ("power", power_ready),
 ]
-REBUILD = [  # recompose and the tail of rebalance: a new delta over a replica, customized again
+# Recompose and the tail of rebalance: a new delta over a replica, customized again. The
+# persistent disks stay attached while the system disk is swapped (attach_disks only puts
+# back what rebalance detached to move), so a failure at any step leaves a usable desktop.
+REBUILD = [
     ("relink", relink),
     ("customize", customize),
     ("checkpoint", checkpoint),
@@ -311,8 +316,6 @@ STEPS: dict[str, list[tuple[str, Step]]] = {
         ("session", session),
         ("maintenance", maintenance),
         ("power_off", power_off),
-        ("detach_disks", detach_disks),
-        ("delete_delta", delete_delta),
         *REBUILD,
     ],
     Kind.REBALANCE: [
@@ -320,7 +323,6 @@ STEPS: dict[str, list[tuple[str, Step]]] = {
         ("maintenance", maintenance),
         ("power_off", power_off),
         ("detach_disks", detach_disks),
-        ("delete_delta", delete_delta),
         ("move_vm", move_vm),
         ("move_disks", move_disks),
         *REBUILD,
@@ -360,6 +362,7 @@ def run(task: OperationDesktop, operation: Operation) -> None:
     ctx = Context(
         task, operation, desktop, desktop.pool, drivers.for_endpoint(desktop.pool.endpoint)
     )
+    ctx.driver.bind_vm(desktop.name, desktop.driver_ref)
     datastores = {desktop.datastore}
     for name, step in steps[start:]:
         # Fencing: write the step only while this attempt still owns the desktop, so a

@@ -32,7 +32,25 @@ class EndpointAdmin(admin.ModelAdmin):
                 ),
             },
         ),
-        ("Placement", {"fields": ["datacenter", "cluster", "vm_folder", "customization_spec"]}),
+        (
+            "Placement",
+            {
+                "fields": [
+                    "datacenter",
+                    "cluster",
+                    "resource_pool",
+                    "esx_host",
+                    "vm_folder",
+                    "create_vm_folder",
+                    "customization_spec",
+                ],
+                "description": (
+                    "Name each place by its inventory path as govc shows it "
+                    "(/Europe/DC0/host/VDI-Cluster), by a path under the datacenter "
+                    "(VDI/Pools), or by a name that only one object has."
+                ),
+            },
+        ),
         ("Limits", {"fields": ["task_timeout_seconds", "max_provisioning", "max_maintenance"]}),
         ("Last sync", {"fields": ["synced_at", "sync_error", "orphans"]}),
     ]

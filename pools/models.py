@@ -65,18 +65,43 @@ class HypervisorEndpoint(models.Model):
         blank=True,
         help_text="PEM file of the CA that signed vCenter's certificate (default: system CAs).",
     )
+    # Places in vCenter: an inventory path as govc shows it (/F0/DC0/host/C1), a path under
+    # the datacenter's folder of that kind (Prod/C1, VDI/Pools), or an unambiguous name.
     datacenter = models.CharField(
-        max_length=100, blank=True, help_text="Datacenter name (default: the first one)."
+        max_length=255,
+        blank=True,
+        help_text="Datacenter name or inventory path, e.g. /Europe/DC0 (default: the only one).",
     )
     cluster = models.CharField(
-        max_length=100,
+        max_length=255,
         blank=True,
-        help_text="Cluster whose resource pool runs the desktops (default: the first one).",
+        help_text="Cluster (or standalone host) the desktops run on: name or path, e.g. "
+        "/Europe/DC0/host/VDI-Cluster (default: the only cluster).",
+    )
+    resource_pool = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Resource pool in that cluster: name, path under it (VDI/Desktops) or full "
+        "path (default: the cluster's own).",
+    )
+    esx_host = models.CharField(
+        "host",
+        max_length=255,
+        blank=True,
+        help_text="Put every VM on this host (name or path). Default: DRS places them; with "
+        "DRS off the portal spreads them over the cluster's connected hosts.",
     )
     vm_folder = models.CharField(
-        max_length=100,
+        max_length=255,
         default="vdi-portal",
-        help_text="VM folder the portal creates and keeps its replicas and desktops in.",
+        help_text="VM folder the portal keeps its replicas and desktops in: a path under the "
+        "datacenter's VM folder (VDI/Pools) or a full path (/DC0/vm/VDI/Pools).",
+    )
+    create_vm_folder = models.BooleanField(
+        "create VM folder",
+        default=True,
+        help_text="Create the VM folder, along its path, when first used (test connection "
+        "never creates it). Off: a missing folder is an error.",
     )
     customization_spec = models.CharField(
         max_length=100,
@@ -152,7 +177,13 @@ class BaseImage(models.Model):
         HypervisorEndpoint, on_delete=models.PROTECT, related_name="images"
     )
     name = models.CharField(max_length=100)
-    parent_vm = models.CharField(max_length=255)
+    parent_vm = models.CharField(
+        max_length=255,
+        help_text="The golden image VM: name, path under the datacenter's VM folder, or full "
+        "inventory path (needed when two VMs share its name).",
+    )
+    # The hypervisor's id of the parent VM, once resolved: later lookups use it, not the name.
+    parent_ref = models.CharField(max_length=100, blank=True)
     description = models.TextField(blank=True)
 
     class Meta:
@@ -170,6 +201,7 @@ class ImageVersion(models.Model):
 
     image = models.ForeignKey(BaseImage, on_delete=models.PROTECT, related_name="versions")
     snapshot = models.CharField(max_length=255)
+    snapshot_ref = models.CharField(max_length=100, blank=True)  # the hypervisor's id
     disk_mb = models.PositiveBigIntegerField(
         help_text="Provisioned size of the system disk; each clone counts this much against "
         "the over-commit capacity."

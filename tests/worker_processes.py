@@ -70,3 +70,11 @@ def finish(operation, timeout=180):
 
     wait_for(done, timeout=timeout, interval=0.1)
     return operation
+
+
+def errors(operation) -> str:
+    """What went wrong in an operation, for an assertion's message."""
+    rows = operation.tasks.exclude(error="").values_list("desktop_name", "step", "error")
+    return "; ".join(f"{name} at {step}: {error}" for name, step, error in rows) or (
+        operation.error or "no error recorded"
+    )

@@ -76,7 +76,10 @@ def vsphere_config(endpoint):
         ca_bundle=endpoint.ca_bundle,
         datacenter=endpoint.datacenter,
         cluster=endpoint.cluster,
+        resource_pool=endpoint.resource_pool,
+        esx_host=endpoint.esx_host,
         vm_folder=endpoint.vm_folder,
+        create_folder=endpoint.create_vm_folder,
         customization_spec=endpoint.customization_spec,
         timeout=float(endpoint.task_timeout_seconds),
     )

@@ -43,6 +43,8 @@ class DatastoreInfo:
     name: str
     capacity_mb: int
     free_mb: int
+    ref: str = ""  # the hypervisor's own id
+    accessible: bool = True  # False: the hypervisor lists it but cannot reach it
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class ImageRef:
     snapshot: str
     disk_mb: int  # provisioned size of the parent's system disk (over-commit accounting)
     used_mb: int  # space a full copy (a replica) really takes
+    # The hypervisor's ids once resolved: names are for display and the first lookup only.
+    parent_ref: str = ""
+    snapshot_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,19 @@ class Driver(abc.ABC):
     reports_sessions = True
 
     def test_connection(self) -> str:
-        """Reach the hypervisor and say what was found; DriverError says what is wrong."""
+        """Reach the hypervisor and say what was found; DriverError says what is wrong.
+        Never creates or changes anything."""
         return f"Connected: {len(self.datastores())} datastore(s)."
+
+    def bind_vm(self, name: str, ref: str) -> None:  # noqa: B027 (optional hook)
+        """Tell the driver which hypervisor object the desktop `name` is (the id it returned
+        when the VM was made), so a VM moved or renamed in the hypervisor's own tools is
+        still found. Drivers that find VMs by name alone ignore it."""
+
+    @abc.abstractmethod
+    def describe_image(self, parent_vm: str, snapshot: str) -> ImageRef:
+        """Check that the parent VM and its snapshot exist and read their ids and sizes
+        (registering an image version). NotFound or an ambiguity error otherwise."""
 
     # -- inventory -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -150,12 +166,12 @@ class Driver(abc.ABC):
         """Throw away everything written since the checkpoint."""
 
     @abc.abstractmethod
-    def delete_delta(self, name: str) -> None:
-        """Delete the delta disk and checkpoint (recompose); the VM and its hardware stay."""
-
-    @abc.abstractmethod
     def relink(self, name: str, replica: ReplicaInfo) -> None:
-        """Create a new delta disk over another (or the same) replica (recompose, rebalance)."""
+        """Replace the VM's delta disk and checkpoint by a new, empty delta disk over the
+        replica (recompose, rebalance); the VM, its hardware and persistent disks stay.
+
+        Every check that can fail comes first, and the swap is one atomic change: a failure
+        at any point leaves the VM with a system disk. Running it again rebuilds again."""
 
     @abc.abstractmethod
     def delete_vm(self, name: str) -> None:
@@ -172,20 +188,21 @@ class Driver(abc.ABC):
         """A new persistent disk file."""
 
     @abc.abstractmethod
-    def attach_disk(self, vm: str, disk: str) -> None:
-        """Attach a persistent disk to a VM."""
+    def attach_disk(self, vm: str, disk: str, datastore: str) -> None:
+        """Attach the persistent disk on `datastore` (where the portal recorded it) to a VM."""
 
     @abc.abstractmethod
     def detach_disk(self, vm: str, disk: str) -> None:
         """Detach a persistent disk, keeping its file."""
 
     @abc.abstractmethod
-    def move_disk(self, disk: str, datastore: str) -> None:
-        """Move a detached persistent disk to another datastore."""
+    def move_disk(self, disk: str, source: str, target: str) -> None:
+        """Move a detached persistent disk from `source` to `target`. Already on `target` is
+        done (a retry after a crash)."""
 
     @abc.abstractmethod
-    def delete_disk(self, disk: str) -> None:
-        """Delete a detached persistent disk's file."""
+    def delete_disk(self, disk: str, datastore: str) -> None:
+        """Delete a detached persistent disk's file. Missing is not an error."""
 
     # -- power and sessions ----------------------------------------------------------------
     @abc.abstractmethod

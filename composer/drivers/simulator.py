@@ -144,10 +144,12 @@ def _need_vm(state: _State, name: str, kind: str = "clone") -> Record:
     return vm
 
 
-def _need_disk(state: _State, name: str) -> Record:
+def _need_disk(state: _State, name: str, datastore: str | None = None) -> Record:
     disk = state.get("disk", name)
     if disk is None:
         raise NotFound(f"disk {name} not found")
+    if datastore is not None and disk["datastore"] != datastore:
+        raise NotFound(f"disk {name} not found on {datastore} (it is on {disk['datastore']})")
     return disk
 
 
@@ -273,13 +275,22 @@ class SimulatorDriver(Driver):
 
         return self._atomic(run)
 
-    def add_parent_vm(self, name: str, snapshots: list[str], datastore: str = "") -> None:
+    def add_parent_vm(
+        self,
+        name: str,
+        snapshots: list[str],
+        datastore: str = "",
+        disk_mb: int = 0,
+        used_mb: int = 0,
+    ) -> None:
         def run(state: _State) -> None:
             vm = state.get("vm", name)
             if vm is not None and vm["kind"] != "parent":
                 raise DriverError(f"name {name} already in use")
             vm = vm or {"kind": "parent", "power": POWER_OFF, "ref": self._new_ref()}
-            vm.update(datastore=datastore, snapshots=list(snapshots))
+            vm.update(
+                datastore=datastore, snapshots=list(snapshots), disk_mb=disk_mb, used_mb=used_mb
+            )
             state.put("vm", name, vm)
 
         self._atomic(run)
@@ -379,6 +390,22 @@ class SimulatorDriver(Driver):
         if raw is None:
             raise NotFound(f"VM {name} not found")
         return _vm_info(name, json.loads(raw))
+
+    def describe_image(self, parent_vm: str, snapshot: str) -> ImageRef:
+        raw = self.conn.get(self._k(f"vm:{parent_vm}"))
+        parent = json.loads(raw) if raw else None
+        if parent is None or parent["kind"] != "parent":
+            raise NotFound(f"parent VM {parent_vm} not found")
+        if snapshot not in parent["snapshots"]:
+            raise NotFound(f"snapshot {snapshot} of {parent_vm} not found")
+        return ImageRef(
+            parent_vm,
+            snapshot,
+            disk_mb=parent.get("disk_mb", 0),
+            used_mb=parent.get("used_mb", 0),
+            parent_ref=parent["ref"],
+            snapshot_ref=f"{parent['ref']}/{snapshot}",
+        )
 
     # -- replicas --------------------------------------------------------------------------
     def clone_replica(self, image: ImageRef, datastore: str, name: str) -> ReplicaInfo:
@@ -517,23 +544,9 @@ class SimulatorDriver(Driver):
         with self._mutating("revert", name):
             self._atomic(run)
 
-    def delete_delta(self, name: str) -> None:
-        def run(state: _State) -> None:
-            vm = _need_vm(state, name)
-            _need_power_off(vm, name, "delete_delta")
-            _allocate(state, vm["datastore"], -vm["delta_mb"])
-            # Without its delta the VM no longer reads from the replica, which may then go.
-            vm.update(delta_mb=0, replica="", checkpoint="", checkpoint_delta_mb=0, customized=None)
-            state.put("vm", name, vm)
-
-        with self._mutating("delete_delta", name):
-            self._atomic(run)
-
     def relink(self, name: str, replica: ReplicaInfo) -> None:
         def run(state: _State) -> None:
             vm = _need_vm(state, name)
-            if vm["replica"] == replica.name and vm["delta_mb"]:
-                return  # already linked there: a retry after a crash
             _need_power_off(vm, name, "relink")
             source = _need_vm(state, replica.name, "replica")
             if source["datastore"] != vm["datastore"]:
@@ -606,10 +619,10 @@ class SimulatorDriver(Driver):
         with self._mutating("create_disk", name):
             return self._atomic(run)
 
-    def attach_disk(self, vm: str, disk: str) -> None:
+    def attach_disk(self, vm: str, disk: str, datastore: str) -> None:
         def run(state: _State) -> None:
             record = _need_vm(state, vm)
-            disk_record = _need_disk(state, disk)
+            disk_record = _need_disk(state, disk, datastore)
             if disk_record["attached_to"] == vm:
                 return
             if disk_record["attached_to"]:
@@ -639,11 +652,15 @@ class SimulatorDriver(Driver):
         with self._mutating("detach_disk", vm):
             self._atomic(run)
 
-    def move_disk(self, disk: str, datastore: str) -> None:
+    def move_disk(self, disk: str, source: str, target: str) -> None:
+        datastore = target
+
         def run(state: _State) -> None:
             record = _need_disk(state, disk)
             if record["datastore"] == datastore:
-                return
+                return  # moved already (a retry)
+            if record["datastore"] != source:
+                raise NotFound(f"disk {disk} is not on {source}")
             if record["attached_to"]:
                 raise DriverError(f"detach disk {disk} from {record['attached_to']} first")
             _allocate(state, record["datastore"], -record["size_mb"])
@@ -654,10 +671,10 @@ class SimulatorDriver(Driver):
         with self._mutating("move_disk", disk):
             self._atomic(run)
 
-    def delete_disk(self, disk: str) -> None:
+    def delete_disk(self, disk: str, datastore: str) -> None:
         def run(state: _State) -> None:
             record = state.get("disk", disk)
-            if record is None:
+            if record is None or record["datastore"] != datastore:
                 return
             if record["attached_to"]:
                 raise DriverError(f"disk {disk} is attached to {record['attached_to']}")

@@ -278,7 +278,7 @@ def test_create_disk_is_idempotent(sim):
 def test_delete_vm_refuses_while_persistent_disks_are_attached(sim):
     provisioned(sim)
     sim.create_disk("disk-001", "ds1", 2_000)
-    sim.attach_disk("VDI-001", "disk-001")
+    sim.attach_disk("VDI-001", "disk-001", "ds1")
     before = free(sim, "ds1")
 
     with pytest.raises(DriverError, match="disk-001"):
@@ -297,16 +297,21 @@ def test_delete_vm_refuses_while_persistent_disks_are_attached(sim):
 def test_disks_move_only_when_detached(sim):
     provisioned(sim)
     sim.create_disk("disk-001", "ds1", 2_000)
-    sim.attach_disk("VDI-001", "disk-001")
+    sim.attach_disk("VDI-001", "disk-001", "ds1")
     with pytest.raises(DriverError):
-        sim.move_disk("disk-001", "ds2")
+        sim.move_disk("disk-001", "ds1", "ds2")
     with pytest.raises(DriverError):
-        sim.delete_disk("disk-001")
+        sim.delete_disk("disk-001", "ds1")
     sim.detach_disk("VDI-001", "disk-001")
-    sim.move_disk("disk-001", "ds2")
+    sim.move_disk("disk-001", "ds1", "ds2")
+    sim.move_disk("disk-001", "ds1", "ds2")  # a retry finds it moved
     assert free(sim, "ds2") == 48_000
-    sim.delete_disk("disk-001")
-    sim.delete_disk("disk-001")
+    with pytest.raises(NotFound, match="not found on ds1"):
+        sim.attach_disk("VDI-001", "disk-001", "ds1")  # not where the caller said
+    sim.delete_disk("disk-001", "ds1")  # not there: nothing to delete on ds1
+    assert free(sim, "ds2") == 48_000
+    sim.delete_disk("disk-001", "ds2")
+    sim.delete_disk("disk-001", "ds2")
     assert free(sim, "ds2") == 50_000
 
 
@@ -323,7 +328,7 @@ def test_delete_replica_refuses_while_clones_use_it(sim):
 def test_vanish_frees_space_and_detaches_disks(sim):
     provisioned(sim)
     sim.create_disk("disk-001", "ds1", 2_000)
-    sim.attach_disk("VDI-001", "disk-001")
+    sim.attach_disk("VDI-001", "disk-001", "ds1")
     sim.vanish("VDI-001")
     with pytest.raises(NotFound):
         sim.get_vm("VDI-001")

@@ -41,7 +41,15 @@ def test_test_connection_says_what_it_found(start_vcsim):
     sim = start_vcsim()
     message = VSphereDriver(config(sim)).test_connection()
     assert message.startswith("Connected to VMware vCenter Server")
-    assert f"as {vcsim.USER}; datacenter DC0, 2 datastore(s), folder vdi-portal." in message
+    assert message.endswith(
+        f"as {vcsim.USER}: datacenter /DC0; cluster /DC0/host/DC0_C0 (DRS places VMs); "
+        "2 of 2 datastore(s) mounted there; "
+        "folder vdi-portal does not exist yet: created on first use."
+    )
+    # It created nothing: the folder is made on first use only.
+    reader = vcsim.Reader(sim)
+    assert reader.content.searchIndex.FindByInventoryPath("DC0/vm/vdi-portal") is None
+    reader.close()
 
 
 def test_wrong_password_and_unreachable_host_are_told_apart(start_vcsim):
@@ -75,7 +83,7 @@ def test_an_expired_session_logs_in_again(start_vcsim):
     sim = start_vcsim()
     driver = VSphereDriver(config(sim))
     before = driver.datastores()
-    driver.content.sessionManager.Logout()  # as vCenter does after 30 idle minutes
+    driver.session.content.sessionManager.Logout()  # as vCenter does after 30 idle minutes
     assert driver.datastores() == before
 
 
@@ -98,7 +106,7 @@ def test_replica_cannot_be_powered_on_and_a_crashed_clone_is_not_done_twice(star
     def die(task_id, what):
         raise SystemExit("worker killed")
 
-    crashing._wait = die
+    crashing.tasks.wait = die
     with pytest.raises(SystemExit):
         crashing.create_linked_clone("VDI-001", replica, "LocalDS_0")
     assert (

@@ -42,7 +42,6 @@ def assert_nothing_left_busy():
 
 def test_a_name_taken_in_vcenter_fails_that_desktop_only(users, vsphere_lab):
     lab = vsphere_lab
-    lab.driver.test_connection()  # creates the portal's folder
     lab.vc.clone_into_folder("DC0_C0_RP0_VM0", "NT-02")  # someone else's VM, no marker
     worker = start_worker(env=lab.env)
     try:

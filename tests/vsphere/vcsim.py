@@ -211,7 +211,9 @@ class Reader:
     def clone_into_folder(self, source: str, name: str, extra: dict | None = None):
         """A VM made behind the portal's back, in the portal's folder."""
         vm = self.vm_object(source)
-        folder = self.content.searchIndex.FindChild(entity=self.dc.vmFolder, name="vdi-portal")
+        folder = self.content.searchIndex.FindChild(
+            entity=self.dc.vmFolder, name="vdi-portal"
+        ) or self.dc.vmFolder.CreateFolder(name="vdi-portal")
         spec = vim.vm.CloneSpec(
             location=vim.vm.RelocateSpec(pool=self.dc.hostFolder.childEntity[0].resourcePool),
             powerOn=False,
