@@ -63,13 +63,34 @@ class Vcsim:
         )
 
 
-def start(*, method_delay: dict[str, int] | None = None, tls_cert: str = "") -> Vcsim:
-    args = [str(BINARY), "-listen", "127.0.0.1:0", "-ds", "2", "-username", USER]
+def start(
+    *,
+    method_delay: dict[str, int] | None = None,
+    tls_cert: str = "",
+    datastores: int = 2,
+    folder: bool = False,
+    standalone: int = 0,
+    drs: bool = True,
+    unbrowsable: tuple[str, ...] = (),
+) -> Vcsim:
+    """Start a simulated vCenter. The layout options: `datastores` (LocalDS_0...), `folder`
+    (the datacenter in folder F0, its cluster, VMs and datastores in sub-folders F0),
+    `standalone` hosts beside the cluster, `drs=False` (clusters without DRS), and
+    `unbrowsable` datastores whose browser refuses every search."""
+    args = [str(BINARY), "-listen", "127.0.0.1:0", "-ds", str(datastores), "-username", USER]
     args += ["-password", PASSWORD]
     if method_delay:
         args += ["-method-delay", ",".join(f"{k}={v}" for k, v in method_delay.items())]
     if tls_cert:
         args += ["-tls-cert", tls_cert]
+    if folder:
+        args += ["-folder", "1"]
+    if standalone:
+        args += ["-standalone", str(standalone)]
+    if not drs:
+        args.append("-no-drs")
+    if unbrowsable:
+        args += ["-unbrowsable", ",".join(unbrowsable)]
     # Its log goes to a file: a pipe nobody reads would fill up and stall the simulator.
     log = tempfile.NamedTemporaryFile(prefix="vcsim-", suffix=".log", delete=False)
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=log, stderr=log, text=True)
@@ -109,10 +130,36 @@ class VM:
 class Reader:
     """What the simulator holds, through plain pyvmomi."""
 
-    def __init__(self, sim: Vcsim):
+    def __init__(self, sim: Vcsim, folder: str = "vdi-portal"):
         self.si = sim.connect()
         self.content = self.si.RetrieveContent()
-        self.dc = self.content.rootFolder.childEntity[0]
+        self.dc = self._all(vim.Datacenter)[0]
+        self.folder = folder  # the portal's VM folder: a path under the datacenter's vm folder
+
+    def path_of(self, obj) -> str:
+        names = []
+        while obj is not None and obj != self.content.rootFolder:
+            names.append(obj.name)
+            obj = obj.parent
+        return "/" + "/".join(reversed(names))
+
+    def find(self, path: str):
+        """The object at an inventory path (absolute, or under the datacenter)."""
+        if not path.startswith("/"):
+            path = f"{self.path_of(self.dc)}/{path}"
+        return self.content.searchIndex.FindByInventoryPath(path.strip("/"))
+
+    def make_folder(self, path: str):
+        """A VM folder under the datacenter's vm folder, made along its path."""
+        folder = self.dc.vmFolder
+        for name in path.split("/"):
+            child = self.content.searchIndex.FindChild(entity=folder, name=name)
+            folder = child or folder.CreateFolder(name=name)
+        return folder
+
+    @property
+    def cluster(self):
+        return self._all(vim.ClusterComputeResource)[0]
 
     def close(self):
         Disconnect(self.si)
@@ -127,14 +174,15 @@ class Reader:
     def vm_object(self, name: str):
         return next((vm for vm in self._all(vim.VirtualMachine) if vm.name == name), None)
 
-    def folder_vms(self, folder: str = "vdi-portal") -> dict[str, VM]:
-        found = self.content.searchIndex.FindChild(entity=self.dc.vmFolder, name=folder)
+    def folder_vms(self, folder: str = "") -> dict[str, VM]:
+        """The VMs anywhere under the portal's folder."""
+        found = self.find(f"vm/{folder or self.folder}")
         if found is None:
             return {}
         # One property-collector call: the simulator's single-property fetch crashes on an
         # unset property (a VM without snapshots).
         PC = vmodl.query.PropertyCollector
-        view = self.content.viewManager.CreateContainerView(found, [vim.VirtualMachine], False)
+        view = self.content.viewManager.CreateContainerView(found, [vim.VirtualMachine], True)
         paths = ["name", "datastore", "runtime.powerState", "config", "snapshot"]
         spec = PC.FilterSpec(
             objectSet=[
@@ -210,12 +258,13 @@ class Reader:
 
     def clone_into_folder(self, source: str, name: str, extra: dict | None = None):
         """A VM made behind the portal's back, in the portal's folder."""
-        vm = self.vm_object(source)
-        folder = self.content.searchIndex.FindChild(
-            entity=self.dc.vmFolder, name="vdi-portal"
-        ) or self.dc.vmFolder.CreateFolder(name="vdi-portal")
+        self.clone(source, name, self.folder, extra)
+
+    def clone(self, source: str, name: str, folder: str, extra: dict | None = None):
+        """A copy of VM `source` named `name` in the VM folder `folder` (made if missing)."""
+        vm = source if not isinstance(source, str) else self.vm_object(source)
         spec = vim.vm.CloneSpec(
-            location=vim.vm.RelocateSpec(pool=self.dc.hostFolder.childEntity[0].resourcePool),
+            location=vim.vm.RelocateSpec(pool=self.cluster.resourcePool),
             powerOn=False,
             config=vim.vm.ConfigSpec(
                 extraConfig=[
@@ -223,7 +272,7 @@ class Reader:
                 ]
             ),
         )
-        wait(vm.CloneVM_Task(folder=folder, name=name, spec=spec))
+        wait(vm.CloneVM_Task(folder=self.make_folder(folder), name=name, spec=spec))
 
 
 def wait(task):

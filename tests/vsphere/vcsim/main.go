@@ -34,6 +34,9 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 func main() {
@@ -45,10 +48,15 @@ func main() {
 	username := flag.String("username", "", "the only user allowed to log in (default: any non-empty user and password)")
 	password := flag.String("password", "", "that user's password")
 	certOut := flag.String("tls-cert", "", "serve https with a fresh self-signed certificate written to this PEM file")
+	folders := flag.Int("folder", 0, "datacenters placed in a folder (F0/DC0), with their clusters, VMs and datastores in sub-folders")
+	standalone := flag.Int("standalone", 0, "standalone hosts beside the cluster")
+	noDRS := flag.Bool("no-drs", false, "clusters without DRS: vCenter places no VM by itself")
+	unbrowsable := flag.String("unbrowsable", "", "comma-separated datastores whose browser refuses every search")
 	flag.Parse()
 
 	model := simulator.VPX()
-	model.Host = 0 // one cluster only: every datastore is seen by every host
+	model.Host = *standalone // 0: one cluster only, every datastore is seen by every host
+	model.Folder = *folders
 	model.ClusterHost = *hosts
 	model.Datastore = *datastores
 	model.Machine = *machines
@@ -60,6 +68,17 @@ func main() {
 		log.Fatalf("vcsim: creating the inventory: %v", err)
 	}
 	defer model.Remove()
+	if *noDRS {
+		for _, obj := range simulator.Map.All("ClusterComputeResource") {
+			cluster := obj.(*simulator.ClusterComputeResource)
+			cluster.ConfigurationEx.(*types.ClusterConfigInfoEx).DrsConfig.Enabled = types.NewBool(false)
+		}
+	}
+	if *unbrowsable != "" {
+		for _, name := range strings.Split(*unbrowsable, ",") {
+			refuseBrowsing(name)
+		}
+	}
 
 	model.Service.Listen = &url.URL{Host: *listen}
 	if *username != "" {
@@ -85,6 +104,39 @@ func main() {
 	case <-done:
 	case <-signals:
 	}
+}
+
+// refusingBrowser is a datastore browser that refuses every search, as vCenter does for a
+// datastore the service account may not browse, or one that is not reachable.
+type refusingBrowser struct {
+	*simulator.HostDatastoreBrowser
+	datastore *simulator.Datastore
+}
+
+func (b *refusingBrowser) fault() *soap.Fault {
+	return simulator.Fault("cannot browse datastore "+b.datastore.Name,
+		&types.NoPermission{Object: b.datastore.Self, PrivilegeId: "Datastore.Browse"})
+}
+
+func (b *refusingBrowser) SearchDatastoreTask(*types.SearchDatastore_Task) soap.HasFault {
+	return &methods.SearchDatastore_TaskBody{Fault_: b.fault()}
+}
+
+func (b *refusingBrowser) SearchDatastoreSubFoldersTask(*types.SearchDatastoreSubFolders_Task) soap.HasFault {
+	return &methods.SearchDatastoreSubFolders_TaskBody{Fault_: b.fault()}
+}
+
+func refuseBrowsing(name string) {
+	for _, obj := range simulator.Map.All("Datastore") {
+		ds := obj.(*simulator.Datastore)
+		if ds.Name != name {
+			continue
+		}
+		browser := simulator.Map.Get(ds.Browser).(*simulator.HostDatastoreBrowser)
+		simulator.Map.Put(&refusingBrowser{browser, ds})
+		return
+	}
+	log.Fatalf("vcsim: -unbrowsable: no datastore %s", name)
 }
 
 func parseDelays(spec string) map[string]int {
