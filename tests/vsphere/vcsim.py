@@ -46,6 +46,26 @@ class Vcsim:
     def output(self) -> str:
         return Path(self.log).read_text() if self.log and Path(self.log).exists() else ""
 
+    def command(self, line: str) -> None:
+        """A fault-injection command (see main.go: `disable VM METHOD`, `enable VM METHOD`),
+        returning once the simulator has it in force."""
+        before = self.output()
+        oks, errors = before.count(f"OK {line}\n"), before.count("ERROR")
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        deadline = time.monotonic() + 10
+        while self.output().count(f"OK {line}\n") == oks:
+            if self.output().count("ERROR") > errors or time.monotonic() > deadline:
+                raise RuntimeError(f"vcsim refused {line!r}: {self.output()[-300:]}")
+            time.sleep(0.02)
+
+    def fail(self, vm: str, method: str) -> None:
+        """Every call of `method` on `vm` fails (MethodDisabled) until `heal`."""
+        self.command(f"disable {vm} {method}")
+
+    def heal(self, vm: str, method: str) -> None:
+        self.command(f"enable {vm} {method}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.stdin.close()  # the simulator exits when its stdin closes

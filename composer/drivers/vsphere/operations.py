@@ -469,11 +469,18 @@ class VSphereDriver(Driver):
 
     @journaled("customize:{name}")
     def customize(self, name: str, spec: CustomizationSpec) -> None:
-        # Customizing again before the first boot only replaces the pending customization,
-        # so a retry is harmless. vCenter refuses it while the VM is on (InvalidPowerState).
+        # vCenter refuses it while the VM is on (InvalidPowerState), and refuses a second one
+        # before the first boot (CustomizationPending): that one is this desktop's own, from an
+        # earlier attempt (same name and domain), and applies at the next power-on, so a
+        # retry finds the work done.
         props = self._vm(name)
         custom = self._customization(props, spec)
-        self.tasks.run(f"customize {name}", lambda: props["obj"].CustomizeVM_Task(spec=custom))
+        try:
+            self.tasks.run(f"customize {name}", lambda: props["obj"].CustomizeVM_Task(spec=custom))
+        except DriverError as exc:
+            if not isinstance(exc.__cause__, vim.fault.CustomizationPending):
+                raise
+            log.info("customize %s: a customization is pending already", name)
 
     @journaled("checkpoint:{name}")
     def checkpoint(self, name: str) -> str:

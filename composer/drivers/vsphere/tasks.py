@@ -82,7 +82,8 @@ class Tasks:
             if state["info.state"] == vim.TaskInfo.State.success:
                 return state.get("info.result")
             if state["info.state"] == vim.TaskInfo.State.error:
-                raise translate(state["info.error"], what)
+                fault = state["info.error"]
+                raise translate(fault, what) from fault
             if time.monotonic() >= deadline:
                 raise DriverTimeout(
                     f"{what}: not finished after {self.timeout:g} s; vCenter task "

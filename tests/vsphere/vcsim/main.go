@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -97,7 +98,7 @@ func main() {
 	os.Stdout.Sync()
 
 	done := make(chan struct{})
-	go func() { io.Copy(ioutil.Discard, os.Stdin); close(done) }()
+	go func() { commands(os.Stdin); close(done) }()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	select {
@@ -137,6 +138,50 @@ func refuseBrowsing(name string) {
 		return
 	}
 	log.Fatalf("vcsim: -unbrowsable: no datastore %s", name)
+}
+
+// commands reads fault-injection commands from stdin until it closes, one a line, and
+// answers each with "OK <line>" on stdout once it is in force:
+//
+//	disable VM METHOD   calls of METHOD (e.g. ReconfigVM_Task) on VM fail with MethodDisabled
+//	enable VM METHOD    they work again
+func commands(in io.Reader) {
+	lines := bufio.NewScanner(in)
+	for lines.Scan() {
+		fields := strings.Fields(lines.Text())
+		if len(fields) != 3 || (fields[0] != "disable" && fields[0] != "enable") {
+			fmt.Printf("ERROR %s\n", lines.Text())
+			continue
+		}
+		// The simulator compares with its Go method names: ReconfigVM_Task -> ReconfigVMTask.
+		method := strings.Replace(fields[2], "_Task", "Task", 1)
+		found := false
+		for _, obj := range simulator.Map.All("VirtualMachine") {
+			vm := obj.(*simulator.VirtualMachine)
+			if vm.Name != fields[1] {
+				continue
+			}
+			found = true
+			simulator.Map.WithLock(vm, func() {
+				kept := []string{}
+				for _, m := range vm.DisabledMethod {
+					if m != method {
+						kept = append(kept, m)
+					}
+				}
+				if fields[0] == "disable" {
+					kept = append(kept, method)
+				}
+				vm.DisabledMethod = kept
+			})
+		}
+		if found {
+			fmt.Printf("OK %s\n", lines.Text())
+		} else {
+			fmt.Printf("ERROR no VM %s\n", fields[1])
+		}
+		os.Stdout.Sync()
+	}
 }
 
 func parseDelays(spec string) map[string]int {
