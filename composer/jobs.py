@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from composer import dispatch, drivers, lifecycle, steps
-from composer.drivers.base import DriverError
+from composer.drivers.base import DriverError, Unreachable
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
 from pools.models import Desktop
@@ -91,6 +91,8 @@ def _run_steps(task: OperationDesktop, operation: Operation) -> None:
     except steps.Wait as wait:
         lifecycle.park_task(task, steps.wait_until(wait.seconds), str(wait))
         schedule_dispatch(operation.pool.endpoint_id, wait.seconds)
+    except Unreachable as exc:
+        _wait_for_hypervisor(task, operation, exc)
     except DriverError as exc:
         lifecycle.fail_task(task, f"{task.step}: {exc}")
         if operation.stop_on_error:
@@ -103,6 +105,39 @@ def _run_steps(task: OperationDesktop, operation: Operation) -> None:
             lifecycle.halt_pending(operation, f"stopped: {task.desktop_name} failed")
     else:
         lifecycle.succeed_task(task)
+
+
+def outage_backoff(seconds_down: float) -> int:
+    """Seconds until the next try while the hypervisor is down: soon at first, then at most
+    every 30 s, so a desktop resumes within about half a minute of the hypervisor's return."""
+    return int(min(30, max(2, seconds_down / 4)))
+
+
+def _wait_for_hypervisor(task: OperationDesktop, operation: Operation, exc: Unreachable) -> None:
+    """A transport failure is not the desktop's: park it and try the same step again with
+    back-off, until the endpoint's outage window has passed; then it fails."""
+    now = timezone.now()
+    since = (
+        OperationDesktop.objects.filter(pk=task.pk).values_list("unreachable_since", flat=True)
+    ).first() or now
+    window = operation.pool.endpoint.outage_window_seconds
+    down = (now - since).total_seconds()
+    if down >= window:
+        lifecycle.fail_task(
+            task, f"{task.step}: {exc} (no answer for {int(down)} s, more than {window} s)"
+        )
+        if operation.stop_on_error:
+            lifecycle.halt_pending(operation, f"stopped: {task.desktop_name} failed")
+        return
+    delay = outage_backoff(down)
+    log.warning("desktop %s: %s; trying again in %s s", task.desktop_name, exc, delay)
+    lifecycle.park_task(
+        task,
+        now + timedelta(seconds=delay),
+        f"hypervisor not answering since {since:%H:%M:%S} ({exc}); trying again",
+        unreachable_since=since,
+    )
+    schedule_dispatch(operation.pool.endpoint_id, delay)
 
 
 def dispatch_endpoint(endpoint_id: int) -> int:

@@ -71,9 +71,10 @@ def succeed_task(task: OperationDesktop) -> None:
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
 
 
-def park_task(task: OperationDesktop, retry_at, why: str) -> None:
-    """A user is logged on: free the slot and look again at retry_at."""
-    _owned(task).update(status=TaskStatus.WAITING, retry_at=retry_at, error=why)
+def park_task(task: OperationDesktop, retry_at, why: str, **fields) -> None:
+    """A user is logged on, or the hypervisor does not answer: free the slot and look again
+    at retry_at."""
+    _owned(task).update(status=TaskStatus.WAITING, retry_at=retry_at, error=why, **fields)
 
 
 def halt_pending(operation: Operation, reason: str) -> int:

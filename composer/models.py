@@ -109,7 +109,8 @@ class OperationDesktop(models.Model):
         PENDING = "pending", "Pending"
         DISPATCHED = "dispatched", "Dispatched"  # a worker has been asked to run it
         RUNNING = "running", "Running"
-        WAITING = "waiting", "Waiting for logoff"  # a user is logged on; checked again later
+        # A user is logged on, or the hypervisor does not answer: tried again later.
+        WAITING = "waiting", "Waiting"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         HALTED = "halted", "Task halted"  # cancelled or stopped before it was reached
@@ -135,6 +136,9 @@ class OperationDesktop(models.Model):
     # live one (rq's work horse outlives a killed worker process).
     runner = models.CharField(max_length=300, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True, help_text="When a wait ends.")
+    # Since when the hypervisor has not answered this desktop's step (a transport failure);
+    # cleared as soon as a step gets through.
+    unreachable_since = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -364,12 +364,14 @@ def run(task: OperationDesktop, operation: Operation) -> None:
     )
     ctx.driver.bind_vm(desktop.name, desktop.driver_ref)
     datastores = {desktop.datastore}
-    for name, step in steps[start:]:
+    for index, (name, step) in enumerate(steps[start:]):
         # Fencing: write the step only while this attempt still owns the desktop, so a
         # runner the reconciler gave up on stops at its next step instead of racing the new.
+        # A step done means the hypervisor answers again: its outage clock stops.
+        progress = {"unreachable_since": None} if index else {}
         owned = OperationDesktop.objects.filter(
             pk=task.pk, attempts=task.attempts, status=OperationDesktop.Status.RUNNING
-        ).update(step=name)
+        ).update(step=name, **progress)
         if not owned:
             raise Superseded(task.pk)
         task.step = name

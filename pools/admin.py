@@ -51,7 +51,17 @@ class EndpointAdmin(admin.ModelAdmin):
                 ),
             },
         ),
-        ("Limits", {"fields": ["task_timeout_seconds", "max_provisioning", "max_maintenance"]}),
+        (
+            "Limits",
+            {
+                "fields": [
+                    "task_timeout_seconds",
+                    "outage_window_seconds",
+                    "max_provisioning",
+                    "max_maintenance",
+                ]
+            },
+        ),
         ("Last sync", {"fields": ["synced_at", "sync_error", "orphans"]}),
     ]
     # Written by the inventory sync (composer/inventory.py), not by hand.

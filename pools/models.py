@@ -113,6 +113,12 @@ class HypervisorEndpoint(models.Model):
         validators=[MinValueValidator(1)],
         help_text="How long one hypervisor call may take before the step fails.",
     )
+    outage_window_seconds = models.PositiveIntegerField(
+        "outage window (seconds)",
+        default=600,
+        help_text="How long a desktop waits for an unreachable or silent hypervisor (its step "
+        "is retried with back-off) before it fails.",
+    )
     max_provisioning = models.PositiveIntegerField(
         default=8, validators=[MinValueValidator(1)], help_text="Concurrent provisioning steps."
     )

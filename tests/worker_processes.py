@@ -24,8 +24,10 @@ def database_url() -> str:
 
 
 def start_worker(
-    step_seconds: float = 0, burst: bool = False, env: dict | None = None
+    step_seconds: float = 0, burst: bool = False, env: dict | None = None, scheduler=False
 ) -> subprocess.Popen:
+    """A worker process; `scheduler` runs rq's scheduler in it too, as `make run` does, for
+    the jobs enqueued for later (a desktop parked while it waits)."""
     env = {
         **os.environ,
         **(env or {}),
@@ -35,6 +37,8 @@ def start_worker(
         "LOG_LEVEL": "WARNING",
     }
     args = [sys.executable, "manage.py", "rqworker", "default"]
+    if scheduler:
+        args.insert(-1, "--with-scheduler")
     if burst:
         args.append("--burst")
     # Its own process group, so killing it takes its work horse too, as a host crash would.

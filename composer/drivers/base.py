@@ -34,6 +34,13 @@ class DriverTimeout(DriverError):
     """The hypervisor did not finish the task in time."""
 
 
+class Unreachable(DriverError):
+    """The hypervisor could not be reached or did not answer (timeout, connection refused or
+    reset, HTTP 503): a transport failure, not a failure of the work. Nothing is known to
+    have gone wrong, so the composer tries the step again later instead of failing the
+    desktop (jobs.py)."""
+
+
 POWER_ON = "on"
 POWER_OFF = "off"
 

@@ -137,7 +137,8 @@ def test_restart_of_a_desktop_in_use_warns_the_user_with_the_message(helpdesk, p
     assert task.status == OperationDesktop.Status.WAITING
     assert lab.sim.last_message("SUP-1") == "Restarting in a minute."
     live = helpdesk.get(reverse("helpdesk"), {"q": "alice"})
-    assert b"Waiting for logoff" in live.content and b"hx-trigger" in live.content
+    assert b": Waiting</span>" in live.content and b"hx-trigger" in live.content
+    assert b"logoff forced after grace" in live.content
 
 
 def test_log_off_ends_the_session(helpdesk, pool, lab, run_jobs):

@@ -424,7 +424,7 @@ def test_waiting_desktop_shows_why_on_the_operation_page(client, users, lab, poo
     task = OperationDesktop.objects.get(operation=operation)
     assert task.status == OperationDesktop.Status.WAITING
     page = client.get(reverse("composer:operation", args=[operation.pk])).content.decode()
-    assert "Waiting for logoff" in page
+    assert ">Waiting</span>" in page
     assert f'<span class="waiting">{task.error}' in page
 
 

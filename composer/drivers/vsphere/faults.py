@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 
@@ -9,10 +10,10 @@ from pyVmomi import vim, vmodl
 
 from composer.drivers.base import (
     DriverError,
-    DriverTimeout,
     InsufficientSpace,
     InvalidPowerState,
     NotFound,
+    Unreachable,
 )
 
 POWER_WORDS = {"poweredOn": "powered on", "poweredOff": "powered off", "suspended": "suspended"}
@@ -62,11 +63,16 @@ def translate(exc: BaseException, what: str) -> DriverError:
             "set the endpoint's CA bundle to the CA that signed it"
         )
     if isinstance(exc, TimeoutError | socket.timeout):
-        return DriverTimeout(f"{what}: vCenter did not answer in time")
+        return Unreachable(f"{what}: vCenter did not answer in time")
     if isinstance(exc, ssl.SSLError):
         return DriverError(f"{what}: TLS failed talking to vCenter ({exc.reason or exc})")
-    if isinstance(exc, ConnectionError | socket.gaierror | OSError):
-        return DriverError(f"{what}: cannot reach vCenter ({exc.strerror or exc})")
+    if isinstance(exc, socket.gaierror):
+        return DriverError(f"{what}: cannot resolve vCenter's host name ({exc.strerror or exc})")
+    if isinstance(exc, http.client.HTTPException):
+        # RemoteDisconnected, a 503 while vCenter's services restart, a truncated answer.
+        return Unreachable(f"{what}: vCenter broke off the answer ({type(exc).__name__}: {exc})")
+    if isinstance(exc, ConnectionError | OSError):
+        return Unreachable(f"{what}: cannot reach vCenter ({exc.strerror or exc})")
     if isinstance(exc, vmodl.MethodFault):
         kind = type(exc).__name__.rpartition(".")[2]
         return DriverError(f"{what}: vCenter reported {kind}: {exc.msg or ''}".rstrip(": "))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pyVmomi import vim, vmodl
 
-from composer.drivers.base import DriverError, DriverTimeout
+from composer.drivers.base import DriverError, DriverTimeout, Unreachable
 from composer.drivers.vsphere.faults import translate
 from composer.drivers.vsphere.session import Session, filter_spec
 
@@ -100,8 +100,8 @@ class Tasks:
             return
         try:
             self.wait(task_id, f"earlier task {task_id} ({key})")
-        except DriverTimeout:
-            raise
+        except (DriverTimeout, Unreachable):
+            raise  # still under way, or not known: keep its id for the next try
         except DriverError as exc:
             log.info("earlier task for %s ended: %s", key, exc)
         self.journal.drop(key)
@@ -116,8 +116,8 @@ class Tasks:
             self.journal.put(key, task._moId)
         try:
             result = self.wait(task._moId, what)
-        except DriverTimeout:
-            raise  # still under way: the journal keeps its id for the retry
+        except (DriverTimeout, Unreachable):
+            raise  # still under way, or not known: the journal keeps its id for the retry
         except DriverError:
             if key:
                 self.journal.drop(key)
