@@ -268,7 +268,9 @@ class Lookup:
         )
         kind = "cluster" if isinstance(compute, vim.ClusterComputeResource) else "host"
         description = f"{kind} {where}" + (
-            " (DRS places VMs)" if drs else f" on host(s) {', '.join(t['name'] for t in targets)}"
+            f" on host(s) {', '.join(t['name'] for t in targets)}"
+            if targets
+            else " (DRS places VMs)"
         )
         if pool:
             description += f", resource pool {pool}"
