@@ -140,6 +140,14 @@ def _wait_for_hypervisor(task: OperationDesktop, operation: Operation, exc: Unre
     schedule_dispatch(operation.pool.endpoint_id, delay)
 
 
+@drivers.logs_out
+def run_endpoint_check(check_id: int) -> str:
+    """A connection test or an inventory sync an administrator asked for."""
+    from composer import endpoint_checks
+
+    return endpoint_checks.run(check_id)
+
+
 def dispatch_endpoint(endpoint_id: int) -> int:
     """Scheduled job: look again at desktops waiting for a logoff."""
     return dispatch.dispatch(endpoint_id)

@@ -176,3 +176,48 @@ class HypervisorTask(models.Model):
 
     def __str__(self):
         return f"{self.key} ({self.task_id})"
+
+
+class EndpointCheck(models.Model):
+    """A connection test or an inventory sync an administrator asked for, run as a job (a
+    slow vCenter must not hold a web request); the Hypervisors page shows it live."""
+
+    class Kind(models.TextChoices):
+        TEST = "test", "Test connection"
+        SYNC = "sync", "Sync inventory"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    endpoint = models.ForeignKey(
+        "pools.HypervisorEndpoint", on_delete=models.CASCADE, related_name="checks"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["endpoint", "kind", "-id"], name="check_latest")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.endpoint_id}: {self.status}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def job_id(self) -> str:
+        return f"endpoint-check-{self.pk}"

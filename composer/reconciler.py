@@ -28,7 +28,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from composer import dispatch, drivers, inventory, lifecycle
+from composer import dispatch, drivers, endpoint_checks, inventory, lifecycle
 from composer.drivers.base import DriverError
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
@@ -96,8 +96,10 @@ def reconcile() -> dict:
     ).values_list("pk", flat=True):
         lifecycle.finish_if_done(operation_id)
 
-    # 4. Busy desktops that no live operation holds.
+    # 4. Busy desktops that no live operation holds; connection tests and syncs whose job
+    # was lost.
     report["desktops_ended"] = end_orphaned_desktops()
+    report["checks_given_up"] = endpoint_checks.give_up_lost(now - SETTLE)
 
     # 5. Drift, orphans and sessions.
     for endpoint in HypervisorEndpoint.objects.all():

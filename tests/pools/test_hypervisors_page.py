@@ -3,13 +3,15 @@ now", who may see and press what, and that a password never reaches the page."""
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 
 from composer.drivers.base import ImageRef
+from composer.models import EndpointCheck
 from pools.models import HypervisorEndpoint
 from portal.models import AuditEvent
 from tests.portal.test_security import inline_code
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # jobs are enqueued on commit
 
 PAGE = reverse("pools:hypervisors")
 SECRET = "Hunter2-do-not-show-7f3a"
@@ -29,13 +31,26 @@ def vsphere_endpoint(**fields):
     return HypervisorEndpoint.objects.create(**(defaults | fields))
 
 
-def press(client, button, endpoint):
-    """POST one of the row's buttons; the answer is a redirect back to the list with a message."""
+def press(client, button, endpoint, run_jobs=None):
+    """POST one of the row's buttons: the answer is a redirect back to the list saying the
+    work is under way. With `run_jobs`, the job then runs, and the list is read again; returns
+    (page, the check's status, its message)."""
     url = reverse(f"pools:hypervisor_{button}", args=[endpoint.pk])
-    response = client.post(url, follow=True)
-    assert response.redirect_chain == [(PAGE, 302)]
-    assert response.status_code == 200
-    return response, [(m.level_tag, str(m)) for m in response.context["messages"]]
+    response = client.post(url)
+    assert response.status_code == 302
+    assert response.url == f"{PAGE}#endpoint-{endpoint.pk}"
+    page = client.get(PAGE).content.decode()
+    kind = {"test": "Test connection", "sync": "Sync inventory"}[button]
+    assert f"{endpoint.name}: {kind.lower()} under way" in page
+    assert 'hx-trigger="every' in page  # the page follows the job live
+    if run_jobs is None:
+        return page
+    run_jobs()
+    check = EndpointCheck.objects.filter(endpoint=endpoint).latest("id")
+    page = client.get(PAGE, HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every' not in page  # done: the fragment stops polling
+    assert check.get_status_display() in page and escape(check.message) in page
+    return page, check.status, check.message
 
 
 def events(action):
@@ -87,74 +102,103 @@ def test_helpdesk_may_not_see_the_page(client, users, lab):
     assert f'href="{PAGE}"' not in client.get(reverse("helpdesk")).content.decode()
 
 
-def test_test_connection_on_the_simulator_succeeds_and_is_audited(client, users, lab):
+def test_test_connection_on_the_simulator_succeeds_and_is_audited(client, users, lab, run_jobs):
     client.force_login(users["admin"])
-    _, shown = press(client, "test", lab.endpoint)
-    assert shown == [("success", "sim-test: Connected: 3 datastore(s).")]
-    [event] = events("test_connection")
-    assert event.outcome == "succeeded" and event.actor_name == users["admin"].username
-    assert (event.target_type, event.target_id) == ("hypervisorendpoint", str(lab.endpoint.pk))
-    assert event.parameters["message"] == "Connected: 3 datastore(s)."
+    _, status, message = press(client, "test", lab.endpoint, run_jobs)
+    assert (status, message) == ("succeeded", "Connected: 3 datastore(s).")
+    requested, done = events("test_connection")
+    assert requested.outcome == "requested" and done.outcome == "succeeded"
+    assert done.actor_name == users["admin"].username  # the job writes it for who asked
+    assert (done.target_type, done.target_id) == ("hypervisorendpoint", str(lab.endpoint.pk))
+    assert done.parameters["message"] == "Connected: 3 datastore(s)."
 
 
-def test_unreachable_vcenter_is_an_error_message_not_a_500(client, users, lab, monkeypatch):
+def test_a_double_click_makes_one_check(client, users, lab, run_jobs):
+    client.force_login(users["admin"])
+    url = reverse("pools:hypervisor_test", args=[lab.endpoint.pk])
+    client.post(url)
+    client.post(url)
+    assert EndpointCheck.objects.count() == 1
+    run_jobs()
+    client.post(url)  # once it is done, a new one
+    assert EndpointCheck.objects.count() == 2
+
+
+def test_unreachable_vcenter_is_an_error_message_not_a_500(
+    client, users, lab, monkeypatch, run_jobs
+):
     monkeypatch.setenv("SOME_VAR", SECRET)
     endpoint = vsphere_endpoint()
     client.force_login(users["admin"])
-    response, shown = press(client, "test", endpoint)
-    [(level, text)] = shown
-    assert level == "error" and "cannot reach" in text
-    assert SECRET not in response.content.decode()
-    [event] = events("test_connection")
-    assert event.outcome == "failed" and "cannot reach" in event.parameters["message"]
+    page, status, message = press(client, "test", endpoint, run_jobs)
+    assert status == "failed" and "cannot reach" in message
+    assert SECRET not in page
+    assert events("test_connection")[-1].outcome == "failed"
+    assert "cannot reach" in events("test_connection")[-1].parameters["message"]
 
 
-def test_missing_password_is_named(client, users, lab, monkeypatch):
+def test_missing_password_is_named(client, users, lab, monkeypatch, run_jobs):
     monkeypatch.delenv("SOME_VAR", raising=False)
     endpoint = vsphere_endpoint(name="vc-nopw")
     client.force_login(users["admin"])
-    _, shown = press(client, "test", endpoint)
-    [(level, text)] = shown
-    assert level == "error" and "no password" in text
-    assert events("test_connection")[0].outcome == "failed"
+    _, status, message = press(client, "test", endpoint, run_jobs)
+    assert status == "failed" and "no password" in message
+    assert events("test_connection")[-1].outcome == "failed"
 
 
 @pytest.mark.parametrize("button", ["test", "sync"])
-def test_unknown_driver_is_an_error_message(client, users, lab, button):
+def test_unknown_driver_is_an_error_message(client, users, lab, button, run_jobs):
     endpoint = HypervisorEndpoint.objects.create(name="odd", driver="hyperv")
     client.force_login(users["admin"])
-    _, shown = press(client, button, endpoint)
-    [(level, text)] = shown
-    assert level == "error" and "unknown driver 'hyperv'" in text
+    _, status, message = press(client, button, endpoint, run_jobs)
+    assert status == "failed" and "unknown driver 'hyperv'" in message
 
 
-def test_sync_on_the_simulator_records_time_and_orphans(client, users, lab):
+def test_sync_on_the_simulator_records_time_and_orphans(client, users, lab, run_jobs):
     # A replica on the hypervisor that no Replica row owns: an orphan.
     lab.sim.clone_replica(ImageRef("gold", "v1", 40 * 1024, 20 * 1024), "ds-a", "replica-lost")
     assert lab.endpoint.synced_at is None
     client.force_login(users["admin"])
-    response, shown = press(client, "sync", lab.endpoint)
-    [(level, text)] = shown
-    assert level == "success" and "3 datastore(s)" in text and "1 orphan VM(s)" in text
+    page, status, message = press(client, "sync", lab.endpoint, run_jobs)
+    assert status == "succeeded" and "3 datastore(s)" in message and "1 orphan VM(s)" in message
     lab.endpoint.refresh_from_db()
     assert lab.endpoint.synced_at is not None and lab.endpoint.sync_error == ""
     assert lab.endpoint.orphans == ["replica-lost"]
-    assert "replica-lost" in response.content.decode()
-    [event] = events("sync_inventory")
-    assert event.outcome == "succeeded" and event.parameters["orphans"] == ["replica-lost"]
+    assert "replica-lost" in page
+    done = events("sync_inventory")[-1]
+    assert done.outcome == "succeeded" and done.parameters["orphans"] == ["replica-lost"]
 
 
-def test_failed_sync_is_kept_on_the_endpoint_and_shown(client, users, lab, monkeypatch):
+def test_failed_sync_is_kept_on_the_endpoint_and_shown(client, users, lab, monkeypatch, run_jobs):
     monkeypatch.setenv("SOME_VAR", SECRET)
     endpoint = vsphere_endpoint()
     client.force_login(users["admin"])
-    response, shown = press(client, "sync", endpoint)
-    [(level, text)] = shown
-    assert level == "error" and "cannot reach" in text
+    page, status, message = press(client, "sync", endpoint, run_jobs)
+    assert status == "failed" and "cannot reach" in message
     endpoint.refresh_from_db()
     assert "cannot reach" in endpoint.sync_error and endpoint.synced_at is None
-    assert SECRET not in response.content.decode()
-    assert events("sync_inventory")[0].outcome == "failed"
+    assert SECRET not in page
+    assert events("sync_inventory")[-1].outcome == "failed"
+
+
+def test_a_check_whose_worker_died_is_given_up_by_the_reconciler(client, users, lab):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from composer.queue import queue
+    from composer.reconciler import reconcile
+
+    client.force_login(users["admin"])
+    press(client, "test", lab.endpoint)
+    check = EndpointCheck.objects.get()
+    queue().empty()  # the job is lost
+    EndpointCheck.objects.filter(pk=check.pk).update(
+        status="running", requested_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert reconcile()["checks_given_up"] == 1
+    check.refresh_from_db()
+    assert check.status == "failed" and "no worker ran it" in check.message
 
 
 @pytest.mark.parametrize("button", ["test", "sync"])
