@@ -11,7 +11,9 @@ from pools.states import DesktopState, transition
 
 
 def sync_datastores(endpoint: HypervisorEndpoint) -> list[Datastore]:
-    """Create or update a Datastore row for every datastore the endpoint reports."""
+    """Create or update a Datastore row for every datastore the endpoint reports, and mark
+    the ones it no longer reports as gone (never deleted: desktops and history point at
+    them)."""
     rows = []
     for info in drivers.for_endpoint(endpoint).datastores():
         row, _ = Datastore.objects.update_or_create(
@@ -20,10 +22,15 @@ def sync_datastores(endpoint: HypervisorEndpoint) -> list[Datastore]:
             defaults={
                 "capacity_mb": info.capacity_mb,
                 "free_mb": info.free_mb,
+                "ref": info.ref,
+                "gone": False,
                 "updated_at": timezone.now(),
             },
         )
         rows.append(row)
+    Datastore.objects.filter(endpoint=endpoint, gone=False).exclude(
+        pk__in=[r.pk for r in rows]
+    ).update(gone=True, updated_at=timezone.now())
     return rows
 
 
@@ -38,6 +45,7 @@ def sync_endpoint(endpoint: HypervisorEndpoint) -> dict:
         HypervisorEndpoint.objects.filter(pk=endpoint.pk).update(sync_error=str(exc))
         raise
     report["datastores"] = len(datastores)
+    report["gone"] = Datastore.objects.filter(endpoint=endpoint, gone=True).count()
     HypervisorEndpoint.objects.filter(pk=endpoint.pk).update(
         synced_at=timezone.now(), sync_error="", orphans=report["orphans"]
     )

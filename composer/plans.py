@@ -138,7 +138,8 @@ def plan_rebalance(pool: Pool, chosen: list[Desktop], busy: dict[int, int]) -> F
             free_mb=ds.free_mb,
             overcommit=links[ds.pk].overcommit if ds.pk in links else 1,
             committed_mb=committed.get(ds.pk, 0),
-            selected=ds.pk in links and links[ds.pk].selected,
+            # A datastore the hypervisor no longer lists is vacated, never a target.
+            selected=ds.pk in links and links[ds.pk].selected and not ds.gone,
             replicas=frozenset(ready_replicas.get(ds.pk, set())),
         )
         for ds in datastores.values()

@@ -32,7 +32,8 @@ class PoolForm(forms.Form):
         queryset=ImageVersion.objects.select_related("image"), empty_label=None
     )
     datastores = DatastoreChoiceField(
-        queryset=Datastore.objects.select_related("endpoint"), widget=forms.CheckboxSelectMultiple
+        queryset=Datastore.objects.filter(gone=False).select_related("endpoint"),
+        widget=forms.CheckboxSelectMultiple,
     )
     overcommit = forms.TypedChoiceField(
         choices=Overcommit.choices,
@@ -115,7 +116,9 @@ class PoolDatastoresForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.pool = pool
         self.links = {link.datastore_id: link for link in pool.pool_datastores.all()}
-        self.datastores = list(Datastore.objects.filter(endpoint_id=pool.endpoint_id))
+        # A datastore the hypervisor no longer lists cannot be chosen (plans treat it as
+        # deselected).
+        self.datastores = list(Datastore.objects.filter(endpoint_id=pool.endpoint_id, gone=False))
         for ds in self.datastores:
             link = self.links.get(ds.pk)
             self.fields[f"selected_{ds.pk}"] = forms.BooleanField(

@@ -146,6 +146,12 @@ class Datastore(models.Model):
     capacity_mb = models.PositiveBigIntegerField()
     # As the hypervisor last reported it; refreshed by inventory sync and after each step.
     free_mb = models.PositiveBigIntegerField()
+    ref = models.CharField(max_length=100, blank=True, help_text="The hypervisor's id.")
+    gone = models.BooleanField(
+        default=False,
+        help_text="The hypervisor no longer lists it (last sync): not offered for new "
+        "desktops, and a rebalance treats it as deselected.",
+    )
     overcommit = models.PositiveSmallIntegerField(
         choices=Overcommit.choices,
         default=Overcommit.CONSERVATIVE,

@@ -12,6 +12,7 @@ urlpatterns = [
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop"),
     path("datastores/", views.datastore_list, name="datastores"),
     path("images/", views.image_list, name="images"),
+    path("images/<int:pk>/versions/", views.image_version_add, name="image_version_add"),
     path("hypervisors/", endpoint_views.endpoint_list, name="hypervisors"),
     path("hypervisors/<int:pk>/test/", endpoint_views.endpoint_test, name="hypervisor_test"),
     path("hypervisors/<int:pk>/sync/", endpoint_views.endpoint_sync, name="hypervisor_sync"),

@@ -7,8 +7,10 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from composer import drivers, naming, progress, services
+from composer import drivers, images, naming, progress, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
@@ -16,7 +18,7 @@ from composer.models import Operation, OperationDesktop
 from composer.services import create_pool, set_pool_datastores
 from pools import usage
 from pools.forms import PoolDatastoresForm, PoolForm
-from pools.models import Datastore, Desktop, ImageVersion, Pool
+from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
 from portal.models import AuditEvent
 from portal.permissions import deny, require
@@ -309,6 +311,27 @@ def image_list(request):
         if row.safe_to_delete
     ]
     return render(request, "pools/image_list.html", {"images": images, "unused": unused})
+
+
+@require_POST
+@require("pools.add_imageversion", action="register_image_version")
+def image_version_add(request, pk: int):
+    """Register a snapshot of the image's parent VM as a new version: checked in the
+    hypervisor, with its sizes read from there (composer/images.py)."""
+    image = get_object_or_404(BaseImage.objects.select_related("endpoint"), pk=pk)
+    try:
+        version = images.register_version(
+            request.user, image, request.POST.get("snapshot", ""), request=request
+        )
+    except images.VersionRefused as exc:
+        messages.error(request, f"{image.name}: version not registered: {exc}")
+    else:
+        messages.success(
+            request,
+            f"{version}: registered (system disk {version.disk_mb} MiB, replica "
+            f"{version.used_mb} MiB, as the hypervisor reports them).",
+        )
+    return redirect(f"{reverse('pools:images')}#image-{image.pk}")
 
 
 def _may_operate(user, kind: str, raw_ids: list[str]) -> bool:

@@ -113,7 +113,7 @@ def lab(db, redis_conn):
     sim.add_datastore("ds-a", 200 * GIB)
     sim.add_datastore("ds-b", 400 * GIB)
     sim.add_datastore("ds-tiny", 25 * GIB)
-    sim.add_parent_vm("gold", ["v1", "v2"])
+    sim.add_parent_vm("gold", ["v1", "v2"], disk_mb=40 * GIB, used_mb=20 * GIB)
     datastores = {ds.name: ds for ds in sync_datastores(endpoint)}
     image = BaseImage.objects.create(endpoint=endpoint, name="Win11", parent_vm="gold")
     v1 = ImageVersion.objects.create(image=image, snapshot="v1", disk_mb=40 * GIB, used_mb=20 * GIB)

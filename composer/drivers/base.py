@@ -129,9 +129,10 @@ class Driver(abc.ABC):
         still found. Drivers that find VMs by name alone ignore it."""
 
     @abc.abstractmethod
-    def describe_image(self, parent_vm: str, snapshot: str) -> ImageRef:
-        """Check that the parent VM and its snapshot exist and read their ids and sizes
-        (registering an image version). NotFound or an ambiguity error otherwise."""
+    def describe_image(self, parent_vm: str, snapshot: str, parent_ref: str = "") -> ImageRef:
+        """Check that the parent VM (by its id once known, else by path or unambiguous name)
+        and its snapshot exist, and read their ids and sizes (registering an image version).
+        NotFound or an ambiguity error otherwise."""
 
     # -- inventory -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -391,7 +391,7 @@ class SimulatorDriver(Driver):
             raise NotFound(f"VM {name} not found")
         return _vm_info(name, json.loads(raw))
 
-    def describe_image(self, parent_vm: str, snapshot: str) -> ImageRef:
+    def describe_image(self, parent_vm: str, snapshot: str, parent_ref: str = "") -> ImageRef:
         raw = self.conn.get(self._k(f"vm:{parent_vm}"))
         parent = json.loads(raw) if raw else None
         if parent is None or parent["kind"] != "parent":

@@ -15,6 +15,7 @@ from pools.models import (
     Datastore,
     Desktop,
     HypervisorEndpoint,
+    ImageVersion,
     PersistentDisk,
     Pool,
     PoolDatastore,
@@ -48,6 +49,7 @@ MATRIX = {
     "pools:desktop": ("desktop", EVERYONE, EVERYONE),
     "pools:datastores": ("", READERS, READERS),
     "pools:images": ("", READERS, READERS),
+    "pools:image_version_add": ("image", None, {ADMIN}),
     "pools:hypervisors": ("", READERS, READERS),
     "pools:hypervisor_test": ("endpoint", None, {ADMIN}),
     "pools:hypervisor_sync": ("endpoint", None, {ADMIN}),
@@ -88,6 +90,7 @@ def world(users, lab):
         "operation": operation,
         "draft": draft,
         "endpoint": lab.endpoint,
+        "image": lab.v1.image,
     }
 
 
@@ -116,6 +119,7 @@ def snapshot():
             PersistentDisk,
             Replica,
             Datastore,
+            ImageVersion,
         )
     } | {
         "statuses": sorted(Operation.objects.values_list("pk", "status")),

@@ -3,11 +3,13 @@ worker: each ends with a clear error on the desktop concerned and nothing lost."
 
 import pytest
 
-from composer import services
+from composer import images, services
 from composer.inventory import sync_endpoint
 from composer.models import Operation, OperationDesktop
-from pools.models import Desktop, HypervisorEndpoint, PersistentDisk, Pool
+from pools.forms import PoolForm
+from pools.models import Datastore, Desktop, HypervisorEndpoint, PersistentDisk, Pool
 from pools.states import BUSY, DesktopState
+from tests.vsphere import vcsim
 from tests.worker_processes import finish, start_worker, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,3 +157,18 @@ def test_a_call_slower_than_the_timeout_is_tried_for_the_outage_window_then_fail
     assert sorted(PersistentDisk.objects.values_list("pk", "name", "desktop__name")) == disks
     vms = lab.vc.folder_vms()
     assert [len(vms[n].persistent_disks) for n in ("TO-01", "TO-02")] == [1, 1]
+
+
+def test_drift_a_datastore_removed_in_vcenter_is_marked_gone_and_not_offered(users, vsphere_lab):
+    lab = vsphere_lab
+    gone = next(ds for ds in lab.vc.dc.datastore if ds.name == "LocalDS_1")
+    vcsim.wait(gone.Destroy_Task())  # removed in vCenter, behind the portal's back
+    report = sync_endpoint(lab.endpoint)
+    assert report["gone"] == 1
+    row = Datastore.objects.get(name="LocalDS_1")
+    assert row.gone and not Datastore.objects.get(name="LocalDS_0").gone
+    offered = {ds.name for ds in PoolForm().fields["datastores"].queryset}
+    assert offered == {"LocalDS_0"}
+    # A version whose snapshot vCenter does not have is refused, naming what is missing.
+    with pytest.raises(images.VersionRefused, match="snapshot v9 of DC0_C0_RP0_VM0 not found"):
+        images.register_version(users["admin"], lab.v1.image, "v9")

@@ -271,9 +271,9 @@ class VSphereDriver(Driver):
     def get_vm(self, name: str) -> VmInfo:
         return to_info(self._vm(name))
 
-    def describe_image(self, parent_vm: str, snapshot: str) -> ImageRef:
-        parent = self.lookup.vm(self._datacenter(), parent_vm)
-        props = self._read_vm(parent, f"read {parent_vm}")
+    def describe_image(self, parent_vm: str, snapshot: str, parent_ref: str = "") -> ImageRef:
+        props = self._parent(ImageRef(parent_vm, snapshot, 0, 0, parent_ref=parent_ref))
+        parent = props["obj"]
         snap = self._parent_snapshot(props, parent_vm, snapshot, "")
         system = devices.system_disks(props.get("config.hardware.device"))
         if not system:

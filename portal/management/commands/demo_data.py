@@ -33,7 +33,13 @@ class Command(BaseCommand):
         sim.add_datastore("ds-gold-ssd", 500 * GIB)
         sim.add_datastore("ds-silver", 1024 * GIB)
         sim.add_datastore("ds-bronze-nl", 2048 * GIB)
-        sim.add_parent_vm("win11-gold", ["2026-10-patch", "2026-11-patch"])
+        # A third snapshot is there for an administrator to register (Images page).
+        sim.add_parent_vm(
+            "win11-gold",
+            ["2026-10-patch", "2026-11-patch", "2026-12-patch"],
+            disk_mb=40 * GIB,
+            used_mb=19 * GIB,
+        )
         datastores = {ds.name: ds for ds in sync_datastores(endpoint)}
 
         image = BaseImage.objects.create(

@@ -1,0 +1,92 @@
+"""Registering an image version: a snapshot of a base image's parent VM.
+
+The hypervisor is asked first: the parent VM and the snapshot must exist (by path, or by a
+name only one VM has), and the sizes the over-commit accounting needs are read from it
+instead of being typed in. Their ids are kept, so later lookups do not depend on names.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+
+from composer import drivers
+from composer.drivers.base import DriverError
+from pools.models import BaseImage, ImageVersion
+from portal.audit import Outcome, record
+
+PERMISSION = "pools.add_imageversion"
+ACTION = "register_image_version"
+
+
+class VersionRefused(Exception):
+    """The version cannot be registered; the message says why, for the administrator."""
+
+
+def register_version(actor, image: BaseImage, snapshot: str, request=None) -> ImageVersion:
+    if not actor.has_perm(PERMISSION):
+        record(actor=actor, action=ACTION, outcome=Outcome.DENIED, target=image, request=request)
+        raise PermissionDenied
+    snapshot = snapshot.strip()
+    problem = _check_name(snapshot)
+    if not problem and image.versions.filter(snapshot=snapshot).exists():
+        problem = f"{image.name} @ {snapshot} is registered already."
+    ref = None
+    if not problem:
+        try:
+            ref = drivers.for_endpoint(image.endpoint).describe_image(
+                image.parent_vm, snapshot, image.parent_ref
+            )
+        except (DriverError, ValueError) as exc:
+            problem = str(exc)
+    if not problem and not ref.disk_mb:
+        problem = f"the hypervisor did not report the size of {image.parent_vm}'s disks"
+    if problem:
+        record(
+            actor=actor,
+            action=ACTION,
+            outcome=Outcome.REFUSED,
+            target=image,
+            parameters={"snapshot": snapshot[:255]},
+            message=problem,
+            request=request,
+        )
+        raise VersionRefused(problem)
+    try:
+        with transaction.atomic():
+            if image.parent_ref != ref.parent_ref:
+                image.parent_ref = ref.parent_ref
+                image.save(update_fields=["parent_ref"])
+            version = ImageVersion.objects.create(
+                image=image,
+                snapshot=snapshot,
+                snapshot_ref=ref.snapshot_ref,
+                disk_mb=ref.disk_mb,
+                used_mb=ref.used_mb or ref.disk_mb,
+            )
+            record(
+                actor=actor,
+                action=ACTION,
+                outcome=Outcome.SUCCEEDED,
+                target=version,
+                parameters={
+                    "image": image.name,
+                    "snapshot": snapshot,
+                    "disk_mb": version.disk_mb,
+                    "used_mb": version.used_mb,
+                },
+                request=request,
+            )
+    except IntegrityError as exc:  # the same snapshot registered by someone at the same time
+        raise VersionRefused(f"{image.name} @ {snapshot} is registered already.") from exc
+    return version
+
+
+def _check_name(snapshot: str) -> str:
+    if not snapshot:
+        return "Name the snapshot to register."
+    if len(snapshot) > 255:
+        return "A snapshot name is at most 255 characters."
+    if any(ord(c) < 32 or ord(c) == 127 for c in snapshot):
+        return "A snapshot name has no control characters."
+    return ""
