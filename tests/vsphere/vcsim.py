@@ -92,11 +92,14 @@ def start(
     standalone: int = 0,
     drs: bool = True,
     unbrowsable: tuple[str, ...] = (),
+    delay_ms: int = 0,
+    vms: int = 1,
 ) -> Vcsim:
     """Start a simulated vCenter. The layout options: `datastores` (LocalDS_0...), `folder`
     (the datacenter in folder F0, its cluster, VMs and datastores in sub-folders F0),
     `standalone` hosts beside the cluster, `drs=False` (clusters without DRS), and
-    `unbrowsable` datastores whose browser refuses every search."""
+    `unbrowsable` datastores whose browser refuses every search, `delay_ms` on every API
+    call, and `vms` VMs in the cluster's resource pool at the start."""
     args = [str(BINARY), "-listen", "127.0.0.1:0", "-ds", str(datastores), "-username", USER]
     args += ["-password", PASSWORD]
     if method_delay:
@@ -111,6 +114,10 @@ def start(
         args.append("-no-drs")
     if unbrowsable:
         args += ["-unbrowsable", ",".join(unbrowsable)]
+    if delay_ms:
+        args += ["-delay", str(delay_ms)]
+    if vms != 1:
+        args += ["-vm", str(vms)]
     # Its log goes to a file: a pipe nobody reads would fill up and stall the simulator.
     log = tempfile.NamedTemporaryFile(prefix="vcsim-", suffix=".log", delete=False)
     process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=log, stderr=log, text=True)

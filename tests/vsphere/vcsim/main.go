@@ -45,6 +45,7 @@ func main() {
 	datastores := flag.Int("ds", 2, "number of datastores (LocalDS_0, LocalDS_1, ...)")
 	hosts := flag.Int("hosts", 2, "hosts in the cluster")
 	machines := flag.Int("vm", 1, "VMs created per resource pool (the golden images to clone)")
+	everyDelay := flag.Int("delay", 0, "latency added to every API call (ms), as a remote vCenter has")
 	delay := flag.String("method-delay", "", "per-method latency, e.g. CreateSnapshot_Task=3000,PowerOnVM_Task=500 (ms)")
 	username := flag.String("username", "", "the only user allowed to log in (default: any non-empty user and password)")
 	password := flag.String("password", "", "that user's password")
@@ -65,6 +66,7 @@ func main() {
 	if *delay != "" {
 		model.DelayConfig.MethodDelay = parseDelays(*delay)
 	}
+	model.DelayConfig.Delay = *everyDelay
 	if err := model.Create(); err != nil {
 		log.Fatalf("vcsim: creating the inventory: %v", err)
 	}
