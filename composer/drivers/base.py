@@ -167,7 +167,8 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def checkpoint(self, name: str) -> str:
-        """Snapshot taken right after customization; returns its id. Replaces an older one."""
+        """Snapshot taken right after customization; returns its id. A VM has one: called
+        again, it returns that one (relink, which rebuilds the VM, removes it)."""
 
     @abc.abstractmethod
     def revert(self, name: str, checkpoint: str) -> None:
@@ -201,7 +202,8 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def detach_disk(self, vm: str, disk: str) -> None:
-        """Detach a persistent disk, keeping its file."""
+        """Detach a persistent disk, keeping its file. Not attached (or no such VM or disk)
+        is not an error."""
 
     @abc.abstractmethod
     def move_disk(self, disk: str, source: str, target: str) -> None:

@@ -523,6 +523,8 @@ class SimulatorDriver(Driver):
             vm = _need_vm(state, name)
             if not vm["replica"]:
                 raise DriverError(f"{name} has no system disk to checkpoint")
+            if vm["checkpoint"]:
+                return vm["checkpoint"]  # taken already (a retry); a rebuild clears it
             vm["checkpoints_taken"] += 1
             vm["checkpoint"] = f"{name}-cp-{vm['checkpoints_taken']}"
             vm["checkpoint_delta_mb"] = vm["delta_mb"]
@@ -637,9 +639,9 @@ class SimulatorDriver(Driver):
 
     def detach_disk(self, vm: str, disk: str) -> None:
         def run(state: _State) -> None:
-            disk_record = _need_disk(state, disk)
-            if not disk_record["attached_to"]:
-                return
+            disk_record = state.get("disk", disk)
+            if disk_record is None or not disk_record["attached_to"]:
+                return  # no such disk, or attached to nothing: nothing to detach
             if disk_record["attached_to"] != vm:
                 raise DriverError(f"disk {disk} is attached to {disk_record['attached_to']}")
             disk_record["attached_to"] = ""
