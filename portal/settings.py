@@ -97,7 +97,12 @@ RQ_QUEUES = {
 }
 # Jobs are enqueued explicitly in transaction.on_commit (composer/queue.py), so django-rq must
 # not defer them a second time.
-RQ = {"DEFAULT_RESULT_TTL": 24 * 3600, "COMMIT_MODE": "auto"}
+# PortalWorker keeps one vCenter session per endpoint across its jobs (composer/worker.py).
+RQ = {
+    "DEFAULT_RESULT_TTL": 24 * 3600,
+    "COMMIT_MODE": "auto",
+    "WORKER_CLASS": "composer.worker.PortalWorker",
+}
 
 # The simulator keeps its inventory in Redis so that the web process and every worker see the
 # same hypervisor. SIMULATOR_REDIS_URL lets it live apart from the job queues.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -90,18 +91,24 @@ _vsphere_drivers: dict = {}
 
 def _vsphere(config, journal) -> Driver:
     # One driver (one vCenter session) per connection settings while the process works;
-    # close_sessions() logs them out.
+    # close_sessions() lets them go. In a worker, the session outlives the job: the next
+    # job resumes it from the worker's cookie jar (composer/worker.py).
+    from composer import vsphere_sessions
     from composer.drivers.vsphere import VSphereDriver
 
     key = (config, journal)
     if key not in _vsphere_drivers:
-        _vsphere_drivers[key] = VSphereDriver(config, journal)
+        who = f"{config.protocol}://{config.user}@{config.host}:{config.port}"
+        jar = vsphere_sessions.jar_for(hashlib.sha256(who.encode()).hexdigest()[:16])
+        _vsphere_drivers[key] = VSphereDriver(config, journal, jar)
     return _vsphere_drivers[key]
 
 
 def close_sessions() -> None:
-    """Log out of every vCenter this process logged in to. Jobs call it when they end: an RQ
-    work horse lives for one job, and vCenter caps how many sessions it keeps open."""
+    """Let go of every vCenter session this process uses. Jobs call it when they end: an RQ
+    work horse lives for one job. A worker's session is kept for its next job (and logged
+    out when the worker stops); elsewhere it is logged out now, as vCenter caps how many
+    sessions it keeps open."""
     while _vsphere_drivers:
         _, driver = _vsphere_drivers.popitem()
         driver.close()

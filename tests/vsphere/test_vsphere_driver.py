@@ -3,6 +3,7 @@ translation, the task journal, and a vCenter session that expired; against govmo
 simulator where a peer is needed."""
 
 import hashlib
+import http.client
 import ssl
 import tempfile
 from pathlib import Path
@@ -12,11 +13,11 @@ from pyVmomi import vim, vmodl
 
 from composer.drivers.base import (
     DriverError,
-    DriverTimeout,
     ImageRef,
     InsufficientSpace,
     InvalidPowerState,
     NotFound,
+    Unreachable,
 )
 from composer.drivers.vsphere import MemoryJournal, VSphereConfig, VSphereDriver, translate
 from tests.vsphere import vcsim
@@ -174,8 +175,19 @@ def test_steps_refuse_what_is_not_there(start_vcsim):
             DriverError,
             "lacks the privilege VirtualMachine.Provisioning.Clone",
         ),
-        (TimeoutError("timed out"), DriverTimeout, "vCenter did not answer in time"),
-        (ConnectionRefusedError(111, "Connection refused"), DriverError, "cannot reach vCenter"),
+        # Transport failures: the composer waits and tries again (Unreachable).
+        (TimeoutError("timed out"), Unreachable, "vCenter did not answer in time"),
+        (ConnectionRefusedError(111, "Connection refused"), Unreachable, "cannot reach vCenter"),
+        (
+            http.client.RemoteDisconnected("Remote end closed connection"),
+            Unreachable,
+            "vCenter broke off the answer (RemoteDisconnected",
+        ),
+        (
+            http.client.HTTPException("503 Service Unavailable"),
+            Unreachable,
+            "vCenter broke off the answer (HTTPException: 503 Service Unavailable)",
+        ),
         (
             ssl.SSLCertVerificationError(1, "self-signed"),
             DriverError,
@@ -189,3 +201,49 @@ def test_faults_become_driver_errors_an_administrator_understands(fault, kind, t
     assert type(error) is kind
     assert str(error).startswith("clone VDI-001: ")
     assert text in str(error)
+
+
+class DictJar:
+    """A cookie jar in memory (the portal's is in Redis, composer/vsphere_sessions.py)."""
+
+    def __init__(self):
+        self.kept = None
+
+    def get(self):
+        return self.kept
+
+    def put(self, cookie, version):
+        self.kept = {"cookie": cookie, "version": version}
+
+    def touch(self):
+        pass
+
+    def drop(self):
+        self.kept = None
+
+
+def test_a_worker_s_jobs_share_one_session_and_log_in_again_when_it_ended(start_vcsim):
+    sim = start_vcsim()
+    reader = vcsim.Reader(sim)
+    sessions = reader.content.sessionManager
+
+    def ours():
+        return [s.key for s in sessions.sessionList if s.key != sessions.currentSession.key]
+
+    jar = DictJar()
+    first = VSphereDriver(config(sim), jar=jar)
+    expected = first.datastores()
+    first.close()  # a job ends: the session stays for the next one
+    assert jar.kept and len(ours()) == 1
+    second = VSphereDriver(config(sim), jar=jar)
+    assert second.datastores() == expected
+    second.close()
+    assert len(ours()) == 1  # resumed, not a second login
+
+    sessions.TerminateSession(ours())  # vCenter ended it (idle timeout, restart)
+    third = VSphereDriver(config(sim), jar=jar)
+    assert third.datastores() == expected  # logged in again, transparently
+    assert len(ours()) == 1 and jar.kept
+    third.session.log_out()  # the worker stops
+    assert ours() == [] and jar.kept is None
+    reader.close()

@@ -155,7 +155,9 @@ def test_pool_life_on_vsphere(users, vsphere_lab, client):
         recorded = PersistentDisk.objects.values_list("name", "datastore__name")
         assert dict(recorded) == lab.vc.disk_files()
         assert not HypervisorTask.objects.exists()  # every task seen to its end
-        # Every job logged out when it ended: only this test's own two sessions are left.
-        assert len(lab.vc.content.sessionManager.sessionList) == 2
+        # The worker kept one session for all its jobs: the test's own two, and its one.
+        assert len(lab.vc.content.sessionManager.sessionList) == 3
     finally:
         stop(worker)
+    # ...and logged it out when it stopped.
+    assert len(lab.vc.content.sessionManager.sessionList) == 2

@@ -63,9 +63,9 @@ MIN_FREE_MB = 1024
 class VSphereDriver(Driver):
     reports_sessions = False  # see log_off
 
-    def __init__(self, config: VSphereConfig, journal: TaskJournal | None = None) -> None:
+    def __init__(self, config: VSphereConfig, journal: TaskJournal | None = None, jar=None) -> None:
         self.config = config
-        self.session = Session(config)
+        self.session = Session(config, jar)
         self.tasks = Tasks(self.session, journal or MemoryJournal(), config.timeout)
         self.lookup = Lookup(self.session)
         self._cache: dict[str, Any] = {}

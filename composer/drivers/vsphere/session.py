@@ -12,10 +12,11 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
+from pyVmomi.SoapAdapter import SoapStubAdapter
 
 from composer.drivers.base import DriverError, NotFound
 from composer.drivers.vsphere.faults import translate
@@ -57,11 +58,29 @@ class VSphereConfig:
         return f"{self.protocol}://{self.host}:{self.port}"
 
 
-class Session:
-    """A vCenter session, opened on first use and reused until closed."""
+class CookieJar(Protocol):
+    """Where a session's cookie is kept between the jobs of one worker
+    (composer/vsphere_sessions.py)."""
 
-    def __init__(self, config: VSphereConfig) -> None:
+    def get(self) -> dict | None: ...
+
+    def put(self, cookie: str, version: str) -> None: ...
+
+    def touch(self) -> None: ...
+
+    def drop(self) -> None: ...
+
+
+class Session:
+    """A vCenter session, opened on first use and reused until closed.
+
+    With a cookie jar, the session outlives the process: a new one resumes it from the
+    jar's cookie instead of logging in, and closing only lets go of it (log_out ends it).
+    """
+
+    def __init__(self, config: VSphereConfig, jar: CookieJar | None = None) -> None:
         self.config = config
+        self.jar = jar
         self._si = None
         self._content = None
         self.round_trips = 0  # API calls made through call() and retrieve() (bench/)
@@ -79,7 +98,29 @@ class Session:
             return context
         return ssl.create_default_context(cafile=self.config.ca_bundle or None)
 
+    def _resume(self):
+        """A ServiceInstance on the session the jar holds, without a round trip: if vCenter
+        has ended it, the first call is refused and call() logs in again."""
+        kept = self.jar.get() if self.jar is not None else None
+        if not kept:
+            return None
+        stub = SoapStubAdapter(
+            url=f"{self.config.protocol}://{self.config.host}:{self.config.port}/sdk",
+            version=kept["version"],
+            sslContext=self._ssl_context(),
+            httpConnectionTimeout=min(self.config.timeout, CALL_TIMEOUT),
+        )
+        stub.cookie = kept["cookie"]
+        self.jar.touch()
+        return vim.ServiceInstance("ServiceInstance", stub)
+
+    def _keep(self) -> None:
+        if self.jar is not None and self._si is not None and self._si._stub.cookie:
+            self.jar.put(self._si._stub.cookie, self._si._stub.version)
+
     def connect(self):
+        if self._si is None:
+            self._si = self._resume()
         if self._si is None:
             try:
                 self._si = SmartConnect(
@@ -96,6 +137,7 @@ class Session:
                 )
             except Exception as exc:
                 raise translate(exc, f"connect to {self.config.where}") from exc
+            self._keep()
         return self._si
 
     @property
@@ -103,11 +145,30 @@ class Session:
         return self._si is not None
 
     def close(self) -> None:
-        if self._si is not None:
+        """End this process's use of the session: logged out, unless a jar keeps it for the
+        worker's next job."""
+        if self.jar is None:
+            self.log_out()
+        elif self._si is not None:
+            self._si, self._content = None, None
+            self.generation += 1
+
+    def log_out(self) -> None:
+        si = self._si or self._resume()
+        if si is not None:
             try:
-                Disconnect(self._si)
+                Disconnect(si)
             except Exception:  # the session may already be gone; nothing to clean up then
                 pass
+            self.generation += 1
+        if self.jar is not None:
+            self.jar.drop()
+        self._si, self._content = None, None
+
+    def forget(self) -> None:
+        """Drop the connection (a timeout, a reset) without a call to vCenter, which may not
+        answer: the next call connects again, resuming the session if it is still alive."""
+        if self._si is not None:
             self.generation += 1
         self._si, self._content = None, None
 
@@ -149,7 +210,7 @@ class Session:
                 raise
             except (vim.fault.NotAuthenticated, ConnectionResetError, BrokenPipeError) as exc:
                 if attempt == 2 or self._si is None:
-                    self.close()
+                    self.forget()
                     raise translate(exc, what) from exc
                 log.info("%s: %s; logging in again", what, type(exc).__name__)
                 try:
@@ -159,10 +220,11 @@ class Session:
                 except vim.fault.InvalidLogin as login:
                     raise translate(login, what) from login
                 except Exception:  # the connection itself is gone: start afresh next time
-                    self.close()
+                    self.forget()
                     raise translate(exc, what) from exc
+                self._keep()
             except TimeoutError as exc:
-                self.close()  # the answer may still arrive on this socket: do not reuse it
+                self.forget()  # the answer may still arrive on this socket: do not reuse it
                 raise translate(exc, what) from exc
             except Exception as exc:
                 raise translate(exc, what) from exc
