@@ -101,24 +101,33 @@ def load(port: int, admin) -> None:
             task_timeout_seconds=60,
         )
     driver = for_endpoint(endpoint)
-    parent = driver._find_any_vm(PARENT_VM)
+    parent = driver.lookup.vm(driver._datacenter(), PARENT_VM)
     for snapshot in ("2026-10-patch", "2026-11-patch"):
-        driver._run(
-            f"demo:{snapshot}",
+        driver.tasks.run(
             f"snapshot {PARENT_VM}",
             lambda name=snapshot: parent.CreateSnapshot_Task(
                 name=name, description="", memory=False, quiesce=False
             ),
+            key="",
         )
     datastores = sync_datastores(endpoint)
+    refs = {s: driver.describe_image(PARENT_VM, s) for s in ("2026-10-patch", "2026-11-patch")}
     image = BaseImage.objects.create(
-        endpoint=endpoint, name="Windows 11 (vcsim)", parent_vm=PARENT_VM
+        endpoint=endpoint,
+        name="Windows 11 (vcsim)",
+        parent_vm=PARENT_VM,
+        parent_ref=refs["2026-10-patch"].parent_ref,
     )
-    v1 = ImageVersion.objects.create(
-        image=image, snapshot="2026-10-patch", disk_mb=40 * GIB, used_mb=2 * GIB
-    )
-    ImageVersion.objects.create(
-        image=image, snapshot="2026-11-patch", disk_mb=40 * GIB, used_mb=2 * GIB
+    # The simulator's golden image has a tiny disk: sizes as a real one's, for the pages.
+    v1, _ = (
+        ImageVersion.objects.create(
+            image=image,
+            snapshot=snapshot,
+            snapshot_ref=ref.snapshot_ref,
+            disk_mb=40 * GIB,
+            used_mb=2 * GIB,
+        )
+        for snapshot, ref in refs.items()
     )
     create_pool(
         admin,
