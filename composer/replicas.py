@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from composer import drivers
-from composer.drivers.base import DriverError, ImageRef, ReplicaInfo
+from composer.drivers.base import DriverError, ImageRef, NotFound, ReplicaInfo
 from pools.models import Datastore, Desktop, ImageVersion, Replica
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,13 @@ def ensure_replica(version: ImageVersion, datastore: Datastore) -> Replica:
 
 def sync_datastore(datastore: Datastore) -> None:
     """Take the hypervisor's current capacity and free space for one datastore."""
-    driver = drivers.for_endpoint(datastore.endpoint)
-    for info in driver.datastores():
-        if info.name == datastore.name:
-            Datastore.objects.filter(pk=datastore.pk).update(
-                capacity_mb=info.capacity_mb, free_mb=info.free_mb, updated_at=timezone.now()
-            )
+    try:
+        info = drivers.for_endpoint(datastore.endpoint).datastore(datastore.name)
+    except NotFound:
+        return  # gone: the next inventory sync marks it
+    Datastore.objects.filter(pk=datastore.pk).update(
+        capacity_mb=info.capacity_mb, free_mb=info.free_mb, updated_at=timezone.now()
+    )
 
 
 def remove_unused(endpoint_id: int) -> list[str]:

@@ -36,3 +36,25 @@ class DatabaseJournal:
 
     def drop(self, key: str) -> None:
         HypervisorTask.objects.filter(endpoint_id=self.endpoint_id, key=key).delete()
+
+
+@dataclass(frozen=True)  # hashable, as the journal
+class DatabasePlaces:
+    """Where the vSphere driver keeps the ids of the places it found (composer/drivers/
+    vsphere/places.py): on the endpoint's row, so every worker's next job starts from them."""
+
+    endpoint_id: int
+
+    def get(self) -> dict | None:
+        from pools.models import HypervisorEndpoint
+
+        return (
+            HypervisorEndpoint.objects.filter(pk=self.endpoint_id)
+            .values_list("vsphere_places", flat=True)
+            .first()
+        )
+
+    def put(self, places: dict) -> None:
+        from pools.models import HypervisorEndpoint
+
+        HypervisorEndpoint.objects.filter(pk=self.endpoint_id).update(vsphere_places=places)

@@ -125,6 +125,9 @@ class HypervisorEndpoint(models.Model):
     max_maintenance = models.PositiveIntegerField(
         default=12, validators=[MinValueValidator(1)], help_text="Concurrent maintenance steps."
     )
+    # The vSphere driver's ids of the places it found (datacenter, folder, cluster, pool,
+    # hosts, datastores), so each job need not look them up by name again.
+    vsphere_places = models.JSONField(default=dict, blank=True, editable=False)
     # What the last inventory sync found (reconciler, every minute).
     synced_at = models.DateTimeField(null=True, blank=True)
     sync_error = models.TextField(blank=True)

@@ -20,9 +20,11 @@ def for_endpoint(endpoint) -> Driver:
             settings.SIMULATOR_REDIS_URL, endpoint.name, settings.SIMULATOR_STEP_SECONDS
         )
     if endpoint.driver == "vsphere":
-        from composer.task_journal import DatabaseJournal
+        from composer.task_journal import DatabaseJournal, DatabasePlaces
 
-        return _vsphere(vsphere_config(endpoint), DatabaseJournal(endpoint.pk))
+        return _vsphere(
+            vsphere_config(endpoint), DatabaseJournal(endpoint.pk), DatabasePlaces(endpoint.pk)
+        )
     raise ValueError(f"unknown driver {endpoint.driver!r} for endpoint {endpoint.name}")
 
 
@@ -89,18 +91,18 @@ def vsphere_config(endpoint):
 _vsphere_drivers: dict = {}
 
 
-def _vsphere(config, journal) -> Driver:
+def _vsphere(config, journal, places) -> Driver:
     # One driver (one vCenter session) per connection settings while the process works;
     # close_sessions() lets them go. In a worker, the session outlives the job: the next
     # job resumes it from the worker's cookie jar (composer/worker.py).
     from composer import vsphere_sessions
     from composer.drivers.vsphere import VSphereDriver
 
-    key = (config, journal)
+    key = (config, journal, places)
     if key not in _vsphere_drivers:
         who = f"{config.protocol}://{config.user}@{config.host}:{config.port}"
         jar = vsphere_sessions.jar_for(hashlib.sha256(who.encode()).hexdigest()[:16])
-        _vsphere_drivers[key] = VSphereDriver(config, journal, jar)
+        _vsphere_drivers[key] = VSphereDriver(config, journal, jar, places)
     return _vsphere_drivers[key]
 
 

@@ -139,6 +139,13 @@ class Driver(abc.ABC):
     def datastores(self) -> list[DatastoreInfo]:
         """Capacity and free space as the hypervisor reports them."""
 
+    def datastore(self, name: str) -> DatastoreInfo:
+        """One datastore's capacity and free space (after a step changed them)."""
+        for info in self.datastores():
+            if info.name == name:
+                return info
+        raise NotFound(f"datastore {name} not found")
+
     @abc.abstractmethod
     def inventory(self) -> Inventory:
         """Every datastore, portal VM and persistent disk the hypervisor knows."""

@@ -20,6 +20,7 @@ from composer.drivers.base import (
     Unreachable,
 )
 from composer.drivers.vsphere import MemoryJournal, VSphereConfig, VSphereDriver, translate
+from composer.drivers.vsphere.places import MemoryPlaces
 from tests.vsphere import vcsim
 
 
@@ -246,4 +247,51 @@ def test_a_worker_s_jobs_share_one_session_and_log_in_again_when_it_ended(start_
     assert len(ours()) == 1 and jar.kept
     third.session.log_out()  # the worker stops
     assert ours() == [] and jar.kept is None
+    reader.close()
+
+
+def test_places_are_found_once_then_used_by_id_and_looked_up_again_when_gone(start_vcsim):
+    sim = start_vcsim()
+    reader = vcsim.Reader(sim)
+    reader.snapshot_parent(vcsim.PARENT_VM, "v1")
+    places = MemoryPlaces()
+    image = ImageRef(vcsim.PARENT_VM, "v1", 1, 1)
+    first = VSphereDriver(config(sim), places=places)
+    first.clone_replica(image, "LocalDS_0", "r1")
+    stored = places.get()
+    assert stored["dc"]["path"] == "/DC0" and stored["folder"][0] == "Folder"
+    assert stored["placement"]["description"] == "cluster /DC0/host/DC0_C0 (DRS places VMs)"
+    folder_id = reader.find("vm/vdi-portal")._moId
+    assert stored["folder"] == ["Folder", folder_id]
+
+    # The next job starts from the ids: one round trip checks them, no lookup by name.
+    second = VSphereDriver(config(sim), places=places)
+    second.clone_replica(image, "LocalDS_0", "r1")  # finds it done
+    looked_up = VSphereDriver(config(sim))
+    looked_up.clone_replica(image, "LocalDS_0", "r1")
+    assert second.round_trips * 2 <= looked_up.round_trips, (
+        second.round_trips,
+        looked_up.round_trips,
+    )
+
+    # Someone moves the portal's VMs to a new folder of the same name: found again by name.
+    vcsim.wait(reader.vm_object("r1").Destroy_Task())
+    vcsim.wait(reader.find("vm/vdi-portal").Destroy_Task())
+    reader.make_folder("vdi-portal")
+    third = VSphereDriver(config(sim), places=places)
+    third.clone_replica(image, "LocalDS_0", "r2")
+    assert (
+        places.get()["folder"]
+        == ["Folder", reader.find("vm/vdi-portal")._moId]
+        != [
+            "Folder",
+            folder_id,
+        ]
+    )
+    assert [vm.name for vm in reader.find("vm/vdi-portal").childEntity] == ["r2"]
+
+    # Other settings, other places: not taken from the store.
+    fourth = VSphereDriver(config(sim, vm_folder="Elsewhere"), places=places)
+    fourth.clone_replica(image, "LocalDS_0", "r3")
+    assert reader.find("vm/Elsewhere/r3") is not None
     reader.close()

@@ -29,9 +29,11 @@ from composer.drivers.base import (
     Inventory,
     NotFound,
     ReplicaInfo,
+    Unreachable,
     VmInfo,
 )
 from composer.drivers.vsphere import devices
+from composer.drivers.vsphere import places as places_
 from composer.drivers.vsphere.devices import DISK_FOLDER
 from composer.drivers.vsphere.inventory import (
     CHECKPOINT_SNAPSHOT,
@@ -63,11 +65,18 @@ MIN_FREE_MB = 1024
 class VSphereDriver(Driver):
     reports_sessions = False  # see log_off
 
-    def __init__(self, config: VSphereConfig, journal: TaskJournal | None = None, jar=None) -> None:
+    def __init__(
+        self,
+        config: VSphereConfig,
+        journal: TaskJournal | None = None,
+        jar=None,
+        places: places_.PlaceStore | None = None,
+    ) -> None:
         self.config = config
         self.session = Session(config, jar)
         self.tasks = Tasks(self.session, journal or MemoryJournal(), config.timeout)
         self.lookup = Lookup(self.session)
+        self.places = places
         self._cache: dict[str, Any] = {}
         self._cache_generation = 0
         self._refs: dict[str, str] = {}  # desktop name -> VM id (bind_vm, and what we found)
@@ -94,12 +103,54 @@ class VSphereDriver(Driver):
 
     # -- where the portal works --------------------------------------------------------------
 
+    def _stored(self) -> dict:
+        """The places an earlier job found, rebuilt from their ids, if the endpoint's
+        settings are the same and every one of them still exists (one round trip)."""
+
+        def load():
+            stored = self.places.get() if self.places is not None else None
+            if not stored or stored.get("fingerprint") != places_.fingerprint(self.config):
+                return {}
+            found = places_.load(stored, self.session.stub())
+            objs = places_.objects_of(found)
+            if not objs:
+                return {}
+            try:
+                rows = self.session.retrieve(places_.existence_spec(objs), "check known places")
+            except Unreachable:
+                raise
+            except DriverError:  # ManagedObjectNotFound: one of them is gone
+                rows = []
+            if len(rows) != len(objs):
+                log.info("vCenter places changed since they were stored: looking them up again")
+                return {}
+            return found
+
+        return self._cached("stored", load)
+
+    def _place(self, key: str, look_up):
+        """A place from the store, else looked up and added to the store."""
+
+        def find():
+            stored = self._stored()
+            if key in stored:
+                return stored[key]
+            value = look_up()
+            stored[key] = value
+            if self.places is not None:
+                self.places.put(
+                    {"fingerprint": places_.fingerprint(self.config), **places_.dump(stored)}
+                )
+            return value
+
+        return self._cached(key, find)
+
     def _datacenter(self):
-        return self._cached("dc", lambda: self.lookup.datacenter(self.config.datacenter))
+        return self._place("dc", lambda: self.lookup.datacenter(self.config.datacenter))
 
     def _folder(self):
         """The portal's VM folder, created along its path on first use if the endpoint says so."""
-        return self._cached(
+        return self._place(
             "folder",
             lambda: self.lookup.folder(
                 self._datacenter(), self.config.vm_folder, self.config.create_folder
@@ -107,7 +158,7 @@ class VSphereDriver(Driver):
         )
 
     def _placement(self) -> Placement:
-        return self._cached(
+        return self._place(
             "placement",
             lambda: self.lookup.placement(
                 self._datacenter(),
@@ -148,13 +199,30 @@ class VSphereDriver(Driver):
         )
 
     def _datastore(self, name: str):
-        found = self._datastores().get(name)
-        if found is None:
+        """The datastore `name`, by the id stored for it, else from one listing of them all
+        (whose ids are then stored)."""
+        ids = self._place(
+            "datastore_ids", lambda: {n: row["obj"] for n, row in self._datastores().items()}
+        )
+        if name not in ids:
             self._cache.pop("datastores", None)  # added since we looked: look again, once
-            found = self._datastores().get(name)
-        if found is None:
+            ids.update({n: row["obj"] for n, row in self._datastores().items()})
+            if name in ids and self.places is not None:
+                self.places.put(
+                    {
+                        "fingerprint": places_.fingerprint(self.config),
+                        **places_.dump(self._stored()),
+                    }
+                )
+        if name not in ids:
             raise NotFound(f"datastore {name} not found in datacenter {self._datacenter().path}")
-        return found["obj"]
+        return ids[name]
+
+    def datastore(self, name: str) -> DatastoreInfo:
+        """One datastore's figures, in one round trip."""
+        return to_datastore(
+            self.session.read(self._datastore(name), DATASTORE_PROPERTIES, f"read datastore {name}")
+        )
 
     def test_connection(self) -> str:
         """Log in and check, item by item, everything the endpoint names. Creates nothing."""
@@ -568,7 +636,6 @@ class VSphereDriver(Driver):
         )
 
     def _datastores_fresh(self, name: str) -> dict:
-        self._datastore(name)  # NotFound if it is not there
         return self.session.read(
             self._datastore(name), DATASTORE_PROPERTIES, f"read datastore {name}"
         )
