@@ -47,7 +47,8 @@ def register_version(actor, image: BaseImage, snapshot: str, request=None) -> Im
             action=ACTION,
             outcome=Outcome.REFUSED,
             target=image,
-            parameters={"snapshot": snapshot[:255]},
+            # As typed, but printable: PostgreSQL refuses a NUL anywhere in a text or JSON.
+            parameters={"snapshot": _printable(snapshot[:255])},
             message=problem,
             request=request,
         )
@@ -90,3 +91,7 @@ def _check_name(snapshot: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in snapshot):
         return "A snapshot name has no control characters."
     return ""
+
+
+def _printable(text: str) -> str:
+    return "".join(c if ord(c) >= 32 and ord(c) != 127 else f"\\x{ord(c):02x}" for c in text)

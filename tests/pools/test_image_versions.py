@@ -56,7 +56,8 @@ def test_a_snapshot_it_does_not_have_is_refused_with_the_reason(client, users, l
     [(level, text)] = register(client, lab.v1.image, snapshot)
     assert level == "error" and why in text
     assert lab.v1.image.versions.count() == 2
-    assert AuditEvent.objects.get(action="register_image_version").outcome == "refused"
+    event = AuditEvent.objects.get(action="register_image_version")
+    assert event.outcome == "refused" and "\x00" not in event.parameters["snapshot"]
 
 
 def test_the_images_page_offers_the_form_to_administrators_only(client, users, lab):
