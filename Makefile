@@ -25,8 +25,9 @@ run: $(STAMP)
 vcsim:
 	tests/vsphere/build_vcsim.sh
 
+# PYTEST_ARGS narrows the run, e.g. PYTEST_ARGS=tests/vsphere.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Retake README's screenshots (docs/screenshots/) with the browser tests; `make test` never does.
 screenshots: $(STAMP)
