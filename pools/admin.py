@@ -75,19 +75,32 @@ class DatastoreAdmin(admin.ModelAdmin):
 
 
 class ImageVersionInline(admin.TabularInline):
+    """Versions are registered on the Images page, which asks the hypervisor whether the
+    snapshot exists and for its sizes (composer/images.py); here they are only shown."""
+
     model = models.ImageVersion
     extra = 0
+    fields = readonly_fields = ["snapshot", "snapshot_ref", "disk_mb", "used_mb", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(models.BaseImage)
 class BaseImageAdmin(admin.ModelAdmin):
     list_display = ["name", "parent_vm", "endpoint"]
+    readonly_fields = ["parent_ref"]
     inlines = [ImageVersionInline]
 
 
 @admin.register(models.ImageVersion)
 class ImageVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "disk_mb", "used_mb", "created_at"]
+    readonly_fields = ["image", "snapshot", "snapshot_ref", "disk_mb", "used_mb", "created_at"]
+
+    def has_add_permission(self, request):
+        return False  # registered on the Images page, checked in the hypervisor
 
 
 @admin.register(models.Replica)

@@ -67,3 +67,16 @@ def test_the_images_page_offers_the_form_to_administrators_only(client, users, l
     assert action in client.get(url).content.decode()
     client.force_login(users["auditor"])
     assert action not in client.get(url).content.decode()
+
+
+def test_the_admin_shows_versions_but_does_not_add_them_unchecked(client, users, lab):
+    users["admin"].is_staff = users["admin"].is_superuser = True
+    users["admin"].save()
+    client.force_login(users["admin"])
+    image = lab.v1.image
+    page = client.get(reverse("admin:pools_baseimage_change", args=[image.pk]))
+    assert page.status_code == 200
+    assert "v1" in page.content.decode() and 'name="versions-0-snapshot"' not in (
+        page.content.decode()
+    )
+    assert client.get(reverse("admin:pools_imageversion_add")).status_code == 403

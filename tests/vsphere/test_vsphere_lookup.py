@@ -116,7 +116,7 @@ def test_a_datastore_not_mounted_on_the_cluster_is_refused_before_cloning(start_
         name="OnlyOnH0", path=tempfile.mkdtemp()
     )
     driver = VSphereDriver(config(sim))
-    assert "2 of 3 datastore(s) mounted there" in driver.test_connection()
+    assert "2 of 3 datastore(s) mounted there (not OnlyOnH0);" in driver.test_connection()
     with pytest.raises(
         DriverError, match="datastore OnlyOnH0 is not mounted on cluster /DC0/host/DC0_C0"
     ):

@@ -240,6 +240,7 @@ class VSphereDriver(Driver):
         place = self._placement()
         every = self.datastores()
         mounted = [d for d in every if d.name in place.datastores]
+        unmounted = sorted(d.name for d in every if d.name not in place.datastores)
         try:
             folder = self.lookup.folder(dc, self.config.vm_folder, create=False)
             folder_text = f"folder {self.lookup.path_of(folder)} exists"
@@ -250,7 +251,9 @@ class VSphereDriver(Driver):
         return (
             f"Connected to {about.fullName} (API {about.apiVersion}) at {self.config.where} "
             f"as {self.config.user}: datacenter {dc.path}; {place.description}; "
-            f"{len(mounted)} of {len(every)} datastore(s) mounted there; {folder_text}."
+            f"{len(mounted)} of {len(every)} datastore(s) mounted there"
+            + (f" (not {', '.join(unmounted)})" if unmounted else "")
+            + f"; {folder_text}."
         )
 
     # -- finding VMs -----------------------------------------------------------------------

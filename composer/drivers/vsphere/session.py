@@ -177,7 +177,10 @@ class Session:
         if self._content is None:
             si = self.connect()
             self.round_trips += 1
-            self._content = si.RetrieveContent()
+            try:
+                self._content = si.RetrieveContent()
+            except Exception as exc:  # a silent vCenter is Unreachable, like any call
+                raise translate(exc, f"connect to {self.config.where}") from exc
         return self._content
 
     def stub(self):
