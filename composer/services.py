@@ -252,14 +252,29 @@ class Options:
     stop_on_error: bool = False
 
 
-def required_permission(kind: str, desktops: list[Desktop], whole_pool: bool) -> str:
-    if kind in SINGLE_DESKTOP_PERMISSION and len(desktops) == 1 and not whole_pool:
+def required_permission(
+    kind: str,
+    desktops: list[Desktop],
+    whole_pool: bool,
+    options: Options | None = None,
+    extra: dict | None = None,
+) -> str:
+    """The permission an operation needs. Helpdesk's own permissions cover one desktop, now:
+    a refresh, a restart or a log off. Anything else (a schedule, a shutdown or start, more
+    desktops) is maintenance. Without options (a form not yet filled in) it answers for the
+    helpdesk's kind of request."""
+    single = len(desktops) == 1 and not whole_pool
+    now = options is None or options.start_at is None
+    restart = kind != Kind.POWER or (extra or {}).get("action", "restart") == "restart"
+    if kind in SINGLE_DESKTOP_PERMISSION and single and now and restart:
         return SINGLE_DESKTOP_PERMISSION[kind]
     return "pools.run_maintenance"
 
 
-def _check_permission(actor, kind, pool, desktops, whole_pool, request) -> None:
-    permission = required_permission(kind, desktops, whole_pool)
+def _check_permission(
+    actor, kind, pool, desktops, whole_pool, request, options=None, extra=None
+) -> None:
+    permission = required_permission(kind, desktops, whole_pool, options, extra)
     # A helpdesk user may refresh one desktop but nothing wider.
     if actor.has_perm(permission) or actor.has_perm("pools.run_maintenance"):
         return
@@ -292,7 +307,7 @@ def start_operation(
     """
     if kind in PLANNED_KINDS:
         raise ValueError(f"{kind} needs a plan: use plan_operation()")
-    chosen, whole_pool = _selection(actor, pool, kind, desktops, request)
+    chosen, whole_pool = _selection(actor, pool, kind, desktops, request, options, extra)
     if kind == Kind.DELETE and whole_pool:
         extra = {**(extra or {}), "delete_pool": True}
     if not chosen and not (kind == Kind.DELETE and whole_pool):
@@ -377,12 +392,14 @@ def discard(actor, operation: Operation, request=None) -> None:
         )
 
 
-def _selection(actor, pool, kind, desktops, request) -> tuple[list[Desktop], bool]:
+def _selection(
+    actor, pool, kind, desktops, request, options=None, extra=None
+) -> tuple[list[Desktop], bool]:
     """The desktops an operation would act on (None: the whole pool), once the actor is
-    known to be allowed to act on them."""
+    known to be allowed to act on them that way."""
     whole_pool = desktops is None
     chosen = _desktops(pool, desktops)
-    _check_permission(actor, kind, pool, chosen, whole_pool, request)
+    _check_permission(actor, kind, pool, chosen, whole_pool, request, options, extra)
     return chosen, whole_pool
 
 

@@ -12,3 +12,51 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+def _has_nul(request) -> bool:
+    if "\x00" in request.path:
+        return True
+    for data in (request.GET, request.POST) if request.method == "POST" else (request.GET,):
+        for key, values in data.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                return True
+    return False
+
+
+class RejectNulMiddleware:
+    """A NUL byte has no place in anything a person types, and PostgreSQL refuses it in every
+    text column: a request carrying one (in its path, query or form) is answered 400 here,
+    with the reason, before any view or database sees it. It is audited: it is not sent by
+    accident."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if _has_nul(request):
+            from django.shortcuts import render
+
+            from portal.audit import Outcome, record
+
+            record(
+                actor=request.user,
+                action="rejected_input",
+                outcome=Outcome.DENIED,
+                message="a NUL byte in the request",
+                parameters={
+                    "method": request.method,
+                    "path": request.path.replace("\x00", "\\x00"),
+                },
+                request=request,
+            )
+            return render(
+                request,
+                "400.html",
+                {
+                    "reason": "The request contained a NUL byte (\\x00), which the portal never "
+                    "accepts in a name, a search or a form."
+                },
+                status=400,
+            )
+        return self.get_response(request)

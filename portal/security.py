@@ -58,6 +58,34 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+class PortalAuthenticationForm(AuthenticationForm):
+    """The sign-in form, refusing a name longer than any account can have before it reaches
+    the authentication backends (whose records have room for 255 characters), and auditing
+    that refusal like any failed sign-in, without saying why (no hint for a guesser)."""
+
+    def clean(self):
+        from django.contrib.auth import get_user_model
+
+        from portal.audit import Outcome, record
+
+        username = self.cleaned_data.get("username") or ""
+        User = get_user_model()
+        longest = User._meta.get_field(User.USERNAME_FIELD).max_length
+        if len(username) > longest:
+            shown = username[:longest] + "…"
+            record(
+                actor=None,
+                action="login",
+                outcome=Outcome.DENIED,
+                target=User(**{User.USERNAME_FIELD: shown}),
+                message=f"Wrong user name or password (a name of {len(username)} characters).",
+                parameters={"locked_out": False},
+                request=self.request,
+            )
+            raise self.get_invalid_login_error()
+        return super().clean()
+
+
 def lockout_message() -> str:
     minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
     unit = "minute" if minutes == 1 else "minutes"
@@ -76,7 +104,7 @@ def lockout_response(request, original_response=None, credentials=None):
     ):
         next_url = ""
     context = {
-        "form": AuthenticationForm(request, initial={"username": username}),
+        "form": PortalAuthenticationForm(request, initial={"username": username}),
         "locked_out": lockout_message(),
         "next": next_url,
     }
