@@ -3,6 +3,8 @@ plus the few each kind adds. It only validates input; composer.services decides 
 
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.conf import settings
 from django.utils import timezone
@@ -64,10 +66,18 @@ class DesktopIdsField(forms.Field):
         return [v for v in values if v != ""]
 
 
+def new_submission() -> str:
+    return uuid.uuid4().hex
+
+
 class OperationForm(forms.Form):
     WHEN = [("now", "Now"), ("later", "At a given time")]
 
     desktop = DesktopIdsField(required=False)
+    # One-time token: a double submit returns the operation the first one started.
+    submission = forms.CharField(
+        required=False, max_length=64, widget=forms.HiddenInput, initial=new_submission
+    )
     # Set by the pool page's selection bar: an empty selection then means "nothing chosen",
     # never "the whole pool".
     selection = forms.BooleanField(required=False, widget=forms.HiddenInput)

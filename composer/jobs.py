@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from composer import dispatch, drivers, lifecycle, steps
+from composer import dispatch, drivers, lifecycle, services, steps
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import Operation, OperationDesktop
 from composer.queue import queue
@@ -29,7 +29,12 @@ def run_operation(operation_id: int) -> str:
     """Start (or, after a crash, resume) an operation: check its plan, prepare replicas,
     then dispatch its desktops to workers."""
     with transaction.atomic():
+        if Operation.objects.filter(pk=operation_id, status=Status.SCHEDULED).exists():
+            # Desktops before the operation, in the order every request takes them.
+            services.lock_scheduled_desktops(operation_id)
         operation = Operation.objects.select_for_update().get(pk=operation_id)
+        if operation.status == Status.SCHEDULED:
+            services.skip_busy(operation)  # desktops another operation took since it was set
         if operation.status in (Status.QUEUED, Status.SCHEDULED):
             operation.status, operation.started_at = Status.RUNNING, timezone.now()
             operation.save(update_fields=["status", "started_at"])
@@ -82,6 +87,12 @@ def run_desktop(task_id: int, attempt: int) -> str:
 
 
 def _run_steps(task: OperationDesktop, operation: Operation) -> None:
+    if task.desktop_id is None or not Desktop.objects.filter(pk=task.desktop_id).exists():
+        if operation.kind == Operation.Kind.DELETE and task.step == "forget":
+            lifecycle.succeed_task(task)  # this task deleted it, then its worker died
+        else:  # deleted by another operation while this task waited in the queue
+            lifecycle.skip_task(task, "the desktop was deleted before its turn came")
+        return
     try:
         steps.run(task, operation)
     except steps.Superseded:

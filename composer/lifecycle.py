@@ -71,6 +71,11 @@ def succeed_task(task: OperationDesktop) -> None:
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
 
 
+def skip_task(task: OperationDesktop, why: str) -> None:
+    """Nothing to do any more (the desktop was deleted while the task was queued)."""
+    _owned(task).update(status=TaskStatus.SKIPPED, error=why, finished_at=timezone.now())
+
+
 def park_task(task: OperationDesktop, retry_at, why: str, **fields) -> None:
     """A user is logged on, or the hypervisor does not answer: free the slot and look again
     at retry_at."""

@@ -52,6 +52,9 @@ class Operation(models.Model):
         FORCE = "force", "Force logoff after a warning"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The one-time token of the form that asked for it: the same form sent twice (a double
+    # click) finds this operation instead of starting a second one.
+    submission = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
     pool = models.ForeignKey(
         "pools.Pool", on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -299,11 +299,14 @@ def start_operation(
     options: Options = Options(),
     extra: dict | None = None,
     request=None,
+    submission: str = "",
 ) -> Operation:
     """Queue (or schedule) refresh, delete, power or log off on desktops of a pool.
 
     `desktops` None means the whole pool. Recompose and rebalance go through
     plan_operation() and approve() instead, so an administrator sees the plan first.
+    `submission` is the form's one-time token: the same form sent twice (a double click)
+    returns the operation the first one started.
     """
     if kind in PLANNED_KINDS:
         raise ValueError(f"{kind} needs a plan: use plan_operation()")
@@ -312,11 +315,46 @@ def start_operation(
         extra = {**(extra or {}), "delete_pool": True}
     if not chosen and not (kind == Kind.DELETE and whole_pool):
         raise OperationRefused("No desktops selected.")
-    with transaction.atomic():
-        operation = _new_operation(actor, pool, kind, options, extra or {}, Status.DRAFT)
-        _add_tasks(operation, chosen)
-        _activate(operation, actor, request)
+    try:
+        with transaction.atomic():
+            lock_desktops(d.pk for d in chosen)
+            earlier = _submitted(submission)
+            if earlier is not None:
+                return earlier
+            operation = _new_operation(
+                actor, pool, kind, options, extra or {}, Status.DRAFT, submission
+            )
+            _add_tasks(operation, chosen)
+            _activate(operation, actor, request)
+    except IntegrityError:
+        # The same token committed by a request that took no desktop lock we waited for.
+        earlier = _submitted(submission)
+        if earlier is None:
+            raise
+        return earlier
     return operation
+
+
+def lock_desktops(desktop_ids) -> None:
+    """Hold these desktops' rows, taken in id order (so two holders never deadlock), until
+    the transaction ends. Whoever gives desktops to a live operation holds them while it
+    checks that no other live operation has them and adds its tasks, so two requests at the
+    same moment cannot both find a desktop free. (SQLite's IMMEDIATE transactions already
+    run one writer at a time.)"""
+    ids = sorted(set(desktop_ids))
+    if ids:
+        list(
+            Desktop.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
+def _submitted(submission: str) -> Operation | None:
+    if not submission:
+        return None
+    return Operation.objects.filter(submission=submission).first()
 
 
 def plan_operation(
@@ -363,12 +401,13 @@ def approve(actor, operation: Operation, request=None) -> Operation:
     desktops = [t.desktop for t in operation.tasks.select_related("desktop") if t.desktop]
     _check_permission(actor, operation.kind, operation.pool, desktops, False, request)
     with transaction.atomic():
+        lock_desktops(d.pk for d in desktops)
         operation = Operation.objects.select_for_update().get(pk=operation.pk)
         if operation.status != Status.DRAFT:
             raise OperationRefused(f"This plan is {operation.get_status_display().lower()}.")
         if operation.scheduled_for and operation.scheduled_for <= timezone.now():
             operation.scheduled_for = None  # its time passed while it was reviewed: run now
-        _skip_busy(operation)
+        skip_busy(operation)
         _activate(operation, actor, request)
     return operation
 
@@ -412,8 +451,11 @@ def _desktops(pool: Pool, desktops: list[Desktop] | None) -> list[Desktop]:
     return sorted(desktops, key=lambda d: d.name)
 
 
-def _new_operation(actor, pool, kind, options: Options, extra: dict, status) -> Operation:
+def _new_operation(
+    actor, pool, kind, options: Options, extra: dict, status, submission: str = ""
+) -> Operation:
     return Operation.objects.create(
+        submission=submission or None,
         kind=kind,
         pool=pool,
         pool_name=pool.name,
@@ -453,7 +495,17 @@ def _add_tasks(operation: Operation, desktops: list[Desktop]) -> None:
     )
 
 
-def _skip_busy(operation: Operation) -> None:
+def lock_scheduled_desktops(operation_id: int) -> None:
+    """A scheduled operation about to start holds its desktops first (jobs.run_operation),
+    then skip_busy() skips those another live operation took in the meantime."""
+    lock_desktops(
+        OperationDesktop.objects.filter(
+            operation_id=operation_id, status=TaskStatus.PENDING
+        ).values_list("desktop_id", flat=True)
+    )
+
+
+def skip_busy(operation: Operation) -> None:
     tasks = operation.tasks.filter(status=TaskStatus.PENDING).select_related("desktop")
     busy = _busy([t.desktop for t in tasks if t.desktop])
     for task in tasks:

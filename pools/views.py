@@ -410,7 +410,9 @@ def _submit(request, pool: Pool, kind: str, form: OperationForm):
     if kind in services.PLANNED_KINDS:
         operation = services.plan_operation(*args, request=request)
         return redirect("composer:plan", pk=operation.pk)
-    operation = services.start_operation(*args, request=request)
+    operation = services.start_operation(
+        *args, request=request, submission=form.cleaned_data.get("submission") or ""
+    )
     when = (
         f"scheduled for {operation.scheduled_for:%Y-%m-%d %H:%M}"
         if operation.scheduled_for

@@ -27,6 +27,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from composer import services
+from composer.forms import new_submission
 from composer.models import Operation, OperationDesktop
 from pools.models import Desktop
 from pools.states import BUSY, DesktopState
@@ -112,6 +113,10 @@ class ConfirmForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
     )
     q = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+    # One-time token: a double click on the button starts one operation.
+    submission = forms.CharField(
+        required=False, max_length=64, widget=forms.HiddenInput, initial=new_submission
+    )
 
 
 def search_desktops(q: str) -> tuple[list[Desktop], bool]:
@@ -187,6 +192,11 @@ def confirm(request, pk: int, action: str):
     if request.method == "POST" and form.is_valid():
         q = form.cleaned_data["q"] or desktop.name
         back = f"{reverse('helpdesk')}?{urlencode({'q': q})}"
+        submission = form.cleaned_data["submission"]
+        earlier = Operation.objects.filter(submission=submission).first() if submission else None
+        if earlier is not None:  # the same confirmation sent twice: it is under way already
+            messages.success(request, f"{chosen.label} of {desktop.name} started ({earlier}).")
+            return redirect(back)
         if desktop.current is not None:
             messages.error(
                 request,
@@ -207,6 +217,7 @@ def confirm(request, pk: int, action: str):
                 options(chosen, form.cleaned_data["message"]),
                 chosen.extra,
                 request=request,
+                submission=submission,
             )
         except services.OperationRefused as exc:
             form.add_error(None, str(exc))
