@@ -1,0 +1,37 @@
+"""A task whose desktop was deleted while it waited in the queue is skipped with that reason,
+not failed as an internal error (issue 9, item 0)."""
+
+import pytest
+
+from composer import services
+from composer.models import Operation, OperationDesktop
+from pools.models import Desktop
+from pools.states import DesktopState
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_queued_task_of_a_deleted_desktop_is_skipped(users, lab, run_jobs):
+    services.create_pool(
+        users["admin"],
+        services.PoolSpec(
+            name="Gone",
+            naming_pattern="GN-{n}",
+            size=2,
+            datastores=[lab.ds["ds-a"]],
+            image_version=lab.v1,
+            overcommit=4,
+        ),
+    )
+    run_jobs()
+    pool = lab.endpoint.pools.get(name="Gone")
+    assert set(pool.desktops.values_list("state", flat=True)) == {DesktopState.AVAILABLE}
+    operation = services.start_operation(users["admin"], pool, "refresh")
+    Desktop.objects.filter(name="GN-1").delete()  # deleted by someone else meanwhile
+    run_jobs()
+    operation.refresh_from_db()
+    assert operation.status == Operation.Status.SUCCEEDED
+    gone = operation.tasks.get(desktop_name="GN-1")
+    assert gone.status == OperationDesktop.Status.SKIPPED
+    assert gone.error == "the desktop was deleted before its turn came"
+    assert operation.tasks.get(desktop_name="GN-2").status == OperationDesktop.Status.SUCCEEDED
