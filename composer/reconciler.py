@@ -153,7 +153,14 @@ def job_alive(job_id: str, conn) -> bool:
     except NoSuchJobError:
         return False
     status = job.get_status(refresh=False)
-    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+    if status == JobStatus.QUEUED:
+        # Queued means waiting in its queue. A worker killed right after taking it off the
+        # queue, before starting it, leaves it "queued" in that worker's intermediate queue,
+        # where nobody will ever run it: then it is not alive. (A job is in that state for
+        # milliseconds on a live worker, and the reconciler looks only at desktops handed out
+        # SETTLE ago; a false alarm would only make the old attempt stale.)
+        return conn.lpos(f"rq:queue:{job.origin}", job_id) is not None
+    if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED):
         return True
     if status == JobStatus.STARTED:
         return bool(job.worker_name) and worker_alive(job.worker_name, conn)
