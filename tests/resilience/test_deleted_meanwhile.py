@@ -11,20 +11,9 @@ from pools.states import DesktopState
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_queued_task_of_a_deleted_desktop_is_skipped(users, lab, run_jobs):
-    services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Gone",
-            naming_pattern="GN-{n}",
-            size=2,
-            datastores=[lab.ds["ds-a"]],
-            image_version=lab.v1,
-            overcommit=4,
-        ),
-    )
+def test_a_queued_task_of_a_deleted_desktop_is_skipped(users, make_pool, run_jobs):
+    pool = make_pool("Gone", "GN-{n}", 2)
     run_jobs()
-    pool = lab.endpoint.pools.get(name="Gone")
     assert set(pool.desktops.values_list("state", flat=True)) == {DesktopState.AVAILABLE}
     operation = services.start_operation(users["admin"], pool, "refresh")
     Desktop.objects.filter(name="GN-1").delete()  # deleted by someone else meanwhile

@@ -5,7 +5,6 @@ down and scheduled a refresh for 2099."""
 import pytest
 from django.urls import reverse
 
-from composer import services
 from composer.models import Operation
 from portal.models import AuditEvent
 
@@ -13,19 +12,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def pool(users, lab):
-    services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="HD",
-            naming_pattern="HD-{n}",
-            size=2,
-            datastores=[lab.ds["ds-a"]],
-            image_version=lab.v1,
-            overcommit=4,
-        ),
-    )
-    return lab.endpoint.pools.get(name="HD")
+def pool(make_pool):
+    return make_pool("HD", "HD-{n}", 2)
 
 
 def post(client, pool, kind, **fields):

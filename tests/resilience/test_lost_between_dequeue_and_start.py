@@ -16,20 +16,9 @@ from pools.states import DesktopState
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_job_lost_between_dequeue_and_start_is_handed_out_again(users, lab, run_jobs):
-    services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Lost",
-            naming_pattern="LS-{n}",
-            size=2,
-            datastores=[lab.ds["ds-a"]],
-            image_version=lab.v1,
-            overcommit=4,
-        ),
-    )
+def test_a_job_lost_between_dequeue_and_start_is_handed_out_again(users, make_pool, run_jobs):
+    pool = make_pool("Lost", "LS-{n}", 2)
     run_jobs()
-    pool = lab.endpoint.pools.get(name="Lost")
     operation = services.start_operation(users["admin"], pool, "refresh")
     run_jobs(max_jobs=1)  # the operation's own job: it hands both desktops to workers
     task = operation.tasks.get(desktop_name="LS-1")

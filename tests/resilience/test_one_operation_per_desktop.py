@@ -14,7 +14,6 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from composer import services
 from composer.models import Operation, OperationDesktop
 from pools.states import DesktopState
 
@@ -56,19 +55,8 @@ def at_once(count, work):
 
 
 @pytest.fixture
-def pool(users, lab):
-    services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Race",
-            naming_pattern="RC-{n:fixed=2}",
-            size=12,
-            datastores=[lab.ds["ds-a"], lab.ds["ds-b"]],
-            image_version=lab.v1,
-            overcommit=4,
-        ),
-    )
-    pool = lab.endpoint.pools.get(name="Race")
+def pool(make_pool):
+    pool = make_pool("Race", "RC-{n:fixed=2}", 12)
     # Provisioning is over for this test: its operation holds no desktop any more.
     OperationDesktop.objects.update(status=OperationDesktop.Status.SUCCEEDED)
     Operation.objects.update(status=Operation.Status.SUCCEEDED)
