@@ -36,6 +36,7 @@ from composer.drivers.base import (
     Inventory,
     NotFound,
     ReplicaInfo,
+    Unreachable,
     VmInfo,
 )
 
@@ -257,9 +258,16 @@ class SimulatorDriver(Driver):
         by_name = self.conn.smismember(
             self._k("failures"), [json.dumps([target, None]), json.dumps([target, method])]
         )
-        rate = float(self.conn.get(self._k("fail_rate")) or 0)
-        if any(by_name) or (rate > 0 and self._rng.random() < rate):
+        rate, outage = self.conn.mget(self._k("fail_rate"), self._k("outage"))
+        if outage:
+            raise Unreachable(f"simulator: {method} on {target}: the hypervisor does not answer")
+        if any(by_name) or (rate and self._rng.random() < float(rate)):
             raise DriverError(f"simulated failure: {method} on {target}")
+
+    def _answering(self) -> None:
+        """Reads fail too while the hypervisor is down (set_outage)."""
+        if self.conn.exists(self._k("outage")):
+            raise Unreachable("simulator: the hypervisor does not answer")
 
     def _new_ref(self) -> str:
         # Ids wasted by a retried transaction do not matter; they only need to be unique.
@@ -299,7 +307,15 @@ class SimulatorDriver(Driver):
         self.conn.sadd(self._k("failures"), json.dumps([name, step]))
 
     def clear_failures(self) -> None:
-        self.conn.delete(self._k("failures"), self._k("fail_rate"))
+        self.conn.delete(self._k("failures"), self._k("fail_rate"), self._k("outage"))
+
+    def set_outage(self, seconds: float) -> None:
+        """The hypervisor answers nothing for `seconds` (0: back now): every call raises
+        Unreachable, as a vCenter that is restarting or cut off would."""
+        if seconds > 0:
+            self.conn.set(self._k("outage"), "1", px=int(seconds * 1000))
+        else:
+            self.conn.delete(self._k("outage"))
 
     def set_fail_rate(self, rate: float) -> None:
         self.conn.set(self._k("fail_rate"), rate)
@@ -371,11 +387,14 @@ class SimulatorDriver(Driver):
 
     # -- inventory -------------------------------------------------------------------------
     def datastores(self) -> list[DatastoreInfo]:
+        self._answering()
         return self._atomic(
             lambda state: [_datastore_info(n, ds) for n, ds in state.all("ds").items()]
         )
 
     def inventory(self) -> Inventory:
+        self._answering()
+
         def run(state: _State) -> Inventory:
             return Inventory(
                 datastores=[_datastore_info(n, ds) for n, ds in state.all("ds").items()],
@@ -386,7 +405,9 @@ class SimulatorDriver(Driver):
         return self._atomic(run)
 
     def get_vm(self, name: str) -> VmInfo:
-        raw = self.conn.get(self._k(f"vm:{name}"))
+        raw, outage = self.conn.mget(self._k(f"vm:{name}"), self._k("outage"))
+        if outage:
+            raise Unreachable(f"simulator: read {name}: the hypervisor does not answer")
         if raw is None:
             raise NotFound(f"VM {name} not found")
         return _vm_info(name, json.loads(raw))

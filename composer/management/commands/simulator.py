@@ -3,6 +3,7 @@
 manage.py simulator status
 manage.py simulator fail ENG-003 [--step customize]
 manage.py simulator fail-rate 0.1
+manage.py simulator outage 60          (the hypervisor answers nothing for 60 s)
 manage.py simulator clear
 """
 
@@ -24,6 +25,8 @@ class Command(BaseCommand):
         fail.add_argument("--step", default=None, help="Only this step (for example customize).")
         rate = sub.add_parser("fail-rate")
         rate.add_argument("rate", type=float)
+        outage = sub.add_parser("outage", help="The hypervisor answers nothing for a while.")
+        outage.add_argument("seconds", type=float)
         sub.add_parser("clear")
         login = sub.add_parser("login", help="A user logs on to a desktop.")
         login.add_argument("desktop")
@@ -51,6 +54,11 @@ class Command(BaseCommand):
             if not 0 <= options["rate"] <= 1:
                 raise CommandError("rate must be between 0 and 1")
             sim.set_fail_rate(options["rate"])
+        elif action == "outage":
+            if not 0 <= options["seconds"] <= 3600:
+                raise CommandError("seconds must be between 0 and 3600")
+            sim.set_outage(options["seconds"])
+            self.stdout.write(f"the simulator answers nothing for {options['seconds']:g} s")
         elif action == "clear":
             sim.clear_failures()
         elif action == "login":
