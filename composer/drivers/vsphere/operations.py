@@ -607,10 +607,10 @@ class VSphereDriver(Driver):
                 f"replica {replica.name} is on {replica_home}, {name} on {here}: a linked "
                 "clone reads from a replica on its own datastore"
             )
-        row = self._datastores_fresh(here)
-        if row.get("summary.accessible") is False:
+        room = self.datastore(here)
+        if not room.accessible:
             raise DriverError(f"datastore {here} is not accessible from vCenter now")
-        if int(row.get("summary.freeSpace") or 0) // MIB < MIN_FREE_MB:
+        if room.free_mb < MIN_FREE_MB:
             raise InsufficientSpace(
                 f"relink {name}: datastore {here} has less than {MIN_FREE_MB} MiB free"
             )
@@ -636,11 +636,6 @@ class VSphereDriver(Driver):
             lambda: vm.ReconfigVM_Task(
                 spec=vim.vm.ConfigSpec(deviceChange=change, extraConfig=[marker_value])
             ),
-        )
-
-    def _datastores_fresh(self, name: str) -> dict:
-        return self.session.read(
-            self._datastore(name), DATASTORE_PROPERTIES, f"read datastore {name}"
         )
 
     @journaled("destroy:{name}")
