@@ -1,11 +1,31 @@
-"""Putting jobs on the RQ queue: after commit, with ids derived from our rows."""
+"""Putting jobs on the RQ queue: after commit, with ids derived from our rows.
+
+Every job is for a row that is already saved (an operation, a desktop's task, an endpoint
+check), and the reconciler enqueues again any such row whose job is gone. So a job that
+cannot be enqueued because Redis is unreachable is not lost: it is logged, noted for the
+request that asked for it (portal.middleware.QueueOutageMiddleware tells the user), and
+queued by the reconciler once Redis is back.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
+from contextlib import contextmanager
+from datetime import datetime
+
 import django_rq
+import redis
 from django.db import transaction
 
+log = logging.getLogger(__name__)
+
 QUEUE = "default"
+
+# Job ids a request could not enqueue; None outside a request that collects them.
+_unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "unqueued", default=None
+)
 
 
 def queue():
@@ -19,4 +39,36 @@ def enqueue_on_commit(func, job_id: str, *args) -> None:
     def enqueue():
         queue().enqueue(func, *args, job_id=job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(lambda: _try(enqueue, job_id))
+
+
+def enqueue_at_on_commit(when: datetime, func, job_id: str, *args) -> None:
+    """Enqueue for `when` (rq's scheduler starts it then) once the transaction commits."""
+    transaction.on_commit(
+        lambda: _try(lambda: queue().enqueue_at(when, func, *args, job_id=job_id), job_id)
+    )
+
+
+def _try(enqueue, job_id: str) -> None:
+    try:
+        enqueue()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        log.warning(
+            "job %s not queued, Redis unreachable (%s): the reconciler queues it when "
+            "Redis is back",
+            job_id,
+            exc,
+        )
+        unqueued = _unqueued.get()
+        if unqueued is not None:
+            unqueued.append(job_id)
+
+
+@contextmanager
+def collecting_unqueued():
+    """Within it, the ids of jobs that could not be enqueued gather in the yielded list."""
+    token = _unqueued.set([])
+    try:
+        yield _unqueued.get()
+    finally:
+        _unqueued.reset(token)

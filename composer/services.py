@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from composer import capacity, naming
 from composer.models import Operation, OperationDesktop
-from composer.queue import enqueue_on_commit, queue
+from composer.queue import enqueue_at_on_commit, enqueue_on_commit
 from pools.models import (
     Datastore,
     Desktop,
@@ -571,10 +571,7 @@ def _activate(operation: Operation, actor, request) -> None:
         request=request,
     )
     if operation.scheduled_for:
-        when = operation.scheduled_for
-        transaction.on_commit(
-            lambda: queue().enqueue_at(when, run_operation, operation.pk, job_id=operation.job_id)
-        )
+        enqueue_at_on_commit(operation.scheduled_for, run_operation, operation.job_id, operation.pk)
     else:
         enqueue_on_commit(run_operation, operation.job_id, operation.pk)
 

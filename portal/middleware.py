@@ -60,3 +60,27 @@ class RejectNulMiddleware:
                 status=400,
             )
         return self.get_response(request)
+
+
+class QueueOutageMiddleware:
+    """A request whose work is saved but could not be put on the job queue (Redis unreachable)
+    says so, instead of a 500 or a plain "queued": the reconciler queues the saved work when
+    Redis is back (composer/queue.py). Inside MessageMiddleware, so its message is stored."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from composer.queue import collecting_unqueued
+
+        with collecting_unqueued() as unqueued:
+            response = self.get_response(request)
+        if unqueued:
+            from django.contrib import messages
+
+            messages.warning(
+                request,
+                "Saved, but the job queue is unreachable right now: the work is queued and "
+                "will start on its own when the job queue is back.",
+            )
+        return response

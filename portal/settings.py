@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "portal.middleware.RejectNulMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Inside the messages: it tells the user when saved work could not be queued yet.
+    "portal.middleware.QueueOutageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.RequestIdMiddleware",
@@ -105,6 +107,9 @@ RQ = {
     "COMMIT_MODE": "auto",
     "WORKER_CLASS": "composer.worker.PortalWorker",
 }
+
+# Seconds between two runs of the reconciler (`manage.py runcron`, composer/cron.py).
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
 
 # The simulator keeps its inventory in Redis so that the web process and every worker see the
 # same hypervisor. SIMULATOR_REDIS_URL lets it live apart from the job queues.

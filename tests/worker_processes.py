@@ -23,26 +23,48 @@ def database_url() -> str:
     return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def start_worker(
-    step_seconds: float = 0, burst: bool = False, env: dict | None = None, scheduler=False
-) -> subprocess.Popen:
-    """A worker process; `scheduler` runs rq's scheduler in it too, as `make run` does, for
-    the jobs enqueued for later (a desktop parked while it waits)."""
-    env = {
+def _environment(step_seconds: float, redis_url: str | None, env: dict | None) -> dict:
+    return {
         **os.environ,
         **(env or {}),
         "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
+        # The job queue may live on a Redis of the test's own; the simulator stays put.
+        "REDIS_URL": redis_url or settings.REDIS_URL,
+        "SIMULATOR_REDIS_URL": settings.SIMULATOR_REDIS_URL,
         "SIMULATOR_STEP_SECONDS": str(step_seconds),
         "LOG_LEVEL": "WARNING",
     }
+
+
+def start_worker(
+    step_seconds: float = 0,
+    burst: bool = False,
+    env: dict | None = None,
+    scheduler=False,
+    redis_url: str | None = None,
+) -> subprocess.Popen:
+    """A worker process; `scheduler` runs rq's scheduler in it too, as `make run` does, for
+    the jobs enqueued for later (a desktop parked while it waits)."""
     args = [sys.executable, "manage.py", "rqworker", "default"]
     if scheduler:
         args.insert(-1, "--with-scheduler")
     if burst:
         args.append("--burst")
     # Its own process group, so killing it takes its work horse too, as a host crash would.
-    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=_environment(step_seconds, redis_url, env), start_new_session=True
+    )
+
+
+def start_cron(every_seconds: int, redis_url: str | None = None) -> subprocess.Popen:
+    """The cron process (`manage.py runcron`), running the reconciler every_seconds."""
+    env = _environment(0, redis_url, {"RECONCILE_INTERVAL_SECONDS": str(every_seconds)})
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runcron", "--logging-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> None:

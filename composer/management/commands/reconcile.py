@@ -4,7 +4,7 @@ from composer.reconciler import reconcile
 
 
 class Command(BaseCommand):
-    help = "Run the reconciler once (rqcron runs it every minute: manage.py rqcron composer.cron)."
+    help = "Run the reconciler once (`manage.py runcron` runs it every minute)."
 
     def handle(self, *args, **options):
         report = reconcile()
