@@ -1,7 +1,9 @@
 """`make run`: everything the portal needs, in one foreground command.
 
 Starts the embedded Redis (unless REDIS_URL points elsewhere), migrates, loads the demo once,
-then runs one RQ worker with the scheduler and the web server. Ctrl-C stops all of them.
+then runs one RQ worker with the scheduler, the cron process and the web server. A child
+that exits is started again (after 1 s, doubling to 30 s if it keeps exiting), so one
+crash does not stop the portal. Ctrl-C stops all of them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.management import call_command
@@ -19,6 +22,18 @@ from django.core.management.base import BaseCommand
 
 from portal import embedded_redis
 from portal.management.commands.demo_data import LOGINS_FILE
+
+# A child that ran this long was healthy: if it exits, start it again after 1 s.
+HEALTHY_RUN = 60.0
+
+
+class _Ended:
+    """Stands for a child that is not running and will not be started again."""
+
+    returncode = 0
+
+    def poll(self):
+        return 0
 
 
 class Command(BaseCommand):
@@ -42,6 +57,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, workers: int, no_demo: bool, vcsim: bool, **options):
         self.children: list[tuple[str, subprocess.Popen]] = []
+        # How to start each child again, and when it was last started (for the back-off).
+        self.starters: dict[str, Callable[[], subprocess.Popen]] = {}
+        self.backoff: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
         self.stopping = False
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
@@ -57,8 +76,10 @@ class Command(BaseCommand):
             if embedded_redis.is_answering(socket_path):
                 self.stdout.write(f"Using the Redis already answering on {socket_path}")
             else:
-                process = embedded_redis.start(socket_path, settings.DATA_DIR, persist=True)
-                self.children.append(("redis", process))
+                self._add(
+                    "redis",
+                    lambda: embedded_redis.start(socket_path, settings.DATA_DIR, persist=True),
+                )
                 self.stdout.write(f"Redis ({embedded_redis.server_binary()}) on {socket_path}")
 
         call_command("migrate", interactive=False, verbosity=0)
@@ -73,7 +94,7 @@ class Command(BaseCommand):
         for n in range(2, workers + 1):
             self._spawn(f"worker {n}", [*manage, "rqworker", "default"])
         # The reconciler every minute: resumes work of dead workers, ends stuck desktops.
-        self._spawn("cron", [*manage, "rqcron", "composer.cron", "--logging-level", "WARNING"])
+        self._spawn("cron", [*manage, "runcron", "--logging-level", "WARNING"])
         self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
         self._print_banner(port)
 
@@ -100,8 +121,15 @@ class Command(BaseCommand):
 
     def _spawn(self, name: str, args: list[str]) -> None:
         # Own session: Ctrl-C reaches only this command, which stops the children in order.
-        process = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL)
-        self.children.append((name, process))
+        self._add(
+            name,
+            lambda: subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL),
+        )
+
+    def _add(self, name: str, start: Callable[[], subprocess.Popen]) -> None:
+        self.starters[name] = start
+        self.started_at[name] = time.monotonic()
+        self.children.append((name, start()))
 
     def _print_banner(self, port: int) -> None:
         lines = [f"Portal: http://127.0.0.1:{port}/  (Ctrl-C stops everything)"]
@@ -114,11 +142,28 @@ class Command(BaseCommand):
 
     def _watch(self) -> None:
         while not self.stopping:
-            for name, process in self.children:
-                if process.poll() is not None:
-                    self.stderr.write(f"{name} exited with code {process.returncode}; stopping.")
-                    return
+            for index, (name, process) in enumerate(self.children):
+                if process.poll() is None or self.stopping:
+                    continue
+                if name not in self.starters:  # the vCenter simulator: its inventory is gone
+                    self.stderr.write(f"{name} exited with code {process.returncode}.")
+                    self.children[index] = (name, _Ended())
+                    continue
+                self.children[index] = (name, self._restart(name, process.returncode))
             time.sleep(0.5)
+
+    def _restart(self, name: str, code: int) -> subprocess.Popen:
+        ran_for = time.monotonic() - self.started_at[name]
+        delay = 1.0 if ran_for > HEALTHY_RUN else min(30.0, self.backoff.get(name, 0.5) * 2)
+        self.backoff[name] = delay
+        self.stderr.write(f"{name} exited with code {code}; starting it again in {delay:.0f} s.")
+        deadline = time.monotonic() + delay
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.stopping:
+            return _Ended()
+        self.started_at[name] = time.monotonic()
+        return self.starters[name]()
 
     def _stop(self, signum, frame) -> None:
         self.stopping = True
