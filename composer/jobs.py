@@ -9,7 +9,7 @@ import os
 import socket
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from composer import dispatch, drivers, lifecycle, services, steps
@@ -108,6 +108,12 @@ def _run_steps(task: OperationDesktop, operation: Operation) -> None:
         lifecycle.fail_task(task, f"{task.step}: {exc}")
         if operation.stop_on_error:
             lifecycle.halt_pending(operation, f"stopped: {task.desktop_name} failed")
+    except (OperationalError, InterfaceError):
+        # The database went away (or dropped the connection): not the desktop's fault. The
+        # job fails; once the database is back the reconciler hands the desktop out again
+        # from the step it recorded, instead of it ending in Error if the database
+        # happened to answer again just in time to record a failure.
+        raise
     except Exception as exc:
         # A bug must not leave the desktop busy: record it on the desktop, and log it.
         log.exception("desktop task %s failed", task.pk)

@@ -30,6 +30,7 @@ from rq import Worker
 from rq.exceptions import StopRequested
 
 from composer import vsphere_sessions
+from portal import outages
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,14 @@ class PortalWorker(Worker):
         while not stop and time.monotonic() < deadline:
             time.sleep(0.1)
         return not stop
+
+    def handle_exception(self, job, *exc_info):
+        # A job that failed because the database is unreachable: note the outage for the
+        # dashboard (portal/outages.py). The reconciler hands the desktop out again once
+        # the database is back.
+        if outages.is_database_unreachable(exc_info[1]):
+            outages.note_database_unreachable(f"worker {self.name}", exc_info[1])
+        super().handle_exception(job, *exc_info)
 
     def teardown(self):
         if not self.is_horse:

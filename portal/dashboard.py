@@ -20,6 +20,7 @@ from composer.reconciler import _pid_alive
 from pools import usage
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import DesktopState
+from portal import outages
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def gather(user) -> dict:
     if user.has_perm("composer.view_operation"):
         context.update(operations(now))
         context["workers"] = workers()
+        # Noted in Redis while the database was down (portal/outages.py).
+        context["database_outage"] = outages.last_database_outage()
     if user.has_perm("pools.view_hypervisorendpoint"):
         # A hypervisor the reconciler cannot read, or VMs of ours nobody owns.
         context["hypervisor_problems"] = [

@@ -24,3 +24,6 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A database outage answers 503 with the portal's own page (portal/views.py).
+handler500 = "portal.views.server_error"

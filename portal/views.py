@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
+from django.http import HttpResponse, HttpResponseServerError
 from django.shortcuts import redirect, render
+from django.template import loader
+from django.views.defaults import server_error as django_server_error
 
 from portal import dashboard as dashboard_data
+from portal import outages
 
 
 def dashboard(request):
@@ -21,3 +27,20 @@ def dashboard(request):
     if request.htmx:
         return render(request, "portal/dashboard.html#live", context)
     return render(request, "portal/dashboard.html", context)
+
+
+def server_error(request):
+    """handler500. A database that cannot be reached is not a bug of the page: answer 503 with
+    our own page saying so, rendered without the request (its user and session live in that
+    database), and note the outage for the dashboard (portal/outages.py)."""
+    exc = sys.exc_info()[1]
+    if not outages.is_database_unreachable(exc):
+        return django_server_error(request)
+    outages.note_database_unreachable("web server", exc)
+    try:
+        body = loader.get_template("503.html").render({})
+    except Exception:  # the page must not fail in its turn
+        return HttpResponseServerError("The database is unreachable.", content_type="text/plain")
+    response = HttpResponse(body, status=503)
+    response["Retry-After"] = "10"
+    return response

@@ -14,20 +14,25 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def database_url() -> str:
+def database_url(port: int | None = None) -> str:
+    """The test database's URL; `port` reaches PostgreSQL through another port (a proxy)."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
     user = db["USER"] or "postgres"
     auth = f"{user}:{db['PASSWORD']}@" if db["PASSWORD"] else f"{user}@"
-    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host = "127.0.0.1" if port else db["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}{host}:{port or db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _environment(step_seconds: float, redis_url: str | None, env: dict | None) -> dict:
+def _environment(
+    step_seconds: float, redis_url: str | None, env: dict | None, database: str | None = None
+) -> dict:
     return {
         **os.environ,
         **(env or {}),
-        "DATABASE_URL": database_url(),
+        # The database may be reached through a proxy the test can cut (tests/tcp_proxy.py).
+        "DATABASE_URL": database or database_url(),
         # The job queue may live on a Redis of the test's own; the simulator stays put.
         "REDIS_URL": redis_url or settings.REDIS_URL,
         "SIMULATOR_REDIS_URL": settings.SIMULATOR_REDIS_URL,
@@ -42,6 +47,7 @@ def start_worker(
     env: dict | None = None,
     scheduler=False,
     redis_url: str | None = None,
+    database: str | None = None,
 ) -> subprocess.Popen:
     """A worker process; `scheduler` runs rq's scheduler in it too, as `make run` does, for
     the jobs enqueued for later (a desktop parked while it waits)."""
@@ -52,13 +58,18 @@ def start_worker(
         args.append("--burst")
     # Its own process group, so killing it takes its work horse too, as a host crash would.
     return subprocess.Popen(
-        args, cwd=ROOT, env=_environment(step_seconds, redis_url, env), start_new_session=True
+        args,
+        cwd=ROOT,
+        env=_environment(step_seconds, redis_url, env, database),
+        start_new_session=True,
     )
 
 
-def start_cron(every_seconds: int, redis_url: str | None = None) -> subprocess.Popen:
+def start_cron(
+    every_seconds: int, redis_url: str | None = None, database: str | None = None
+) -> subprocess.Popen:
     """The cron process (`manage.py runcron`), running the reconciler every_seconds."""
-    env = _environment(0, redis_url, {"RECONCILE_INTERVAL_SECONDS": str(every_seconds)})
+    env = _environment(0, redis_url, {"RECONCILE_INTERVAL_SECONDS": str(every_seconds)}, database)
     return subprocess.Popen(
         [sys.executable, "manage.py", "runcron", "--logging-level", "WARNING"],
         cwd=ROOT,
