@@ -49,11 +49,14 @@ REPLICA_SNAPSHOT = "replica-base"
 _MAX_ATTEMPTS = 1000
 
 # Increment the in-flight counter and raise the peak in one step, so that two processes
-# entering together cannot both read the old peak.
+# entering together cannot both read the old peak. Calls on one VM are counted too: a second
+# call on a VM while one runs is recorded as an overlap, which the portal must never cause
+# (one live operation per desktop).
 _ENTER_LUA = """
 local n = redis.call('INCR', KEYS[1])
 local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
 if n > peak then redis.call('SET', KEYS[2], n) end
+if redis.call('HINCRBY', KEYS[3], ARGV[1], 1) > 1 then redis.call('RPUSH', KEYS[4], ARGV[2]) end
 return n
 """
 
@@ -244,15 +247,22 @@ class SimulatorDriver(Driver):
         The simulated failure comes before the body, so a failed call changed nothing and a
         retry starts clean.
         """
-        self.conn.rpush(self._k("log"), json.dumps([method, target]))
-        self._enter(keys=[self._k("in_flight"), self._k("peak")])
+        call = json.dumps([method, target])
+        self.conn.rpush(self._k("log"), call)
+        self._enter(
+            keys=[self._k("in_flight"), self._k("peak"), self._k("on_vm"), self._k("overlaps")],
+            args=[target, call],
+        )
         try:
             if self.step_seconds:
                 time.sleep(self.step_seconds)
             self._raise_if_failing(method, target)
             yield
         finally:
-            self.conn.decr(self._k("in_flight"))
+            with self.conn.pipeline(transaction=False) as pipe:
+                pipe.decr(self._k("in_flight"))
+                pipe.hincrby(self._k("on_vm"), target, -1)
+                pipe.execute()
 
     def _raise_if_failing(self, method: str, target: str) -> None:
         by_name = self.conn.smismember(
@@ -380,6 +390,11 @@ class SimulatorDriver(Driver):
 
     def reset_peak(self) -> None:
         self.conn.set(self._k("peak"), self.in_flight())
+
+    def overlapping_calls(self) -> list[tuple[str, str]]:
+        """Calls that started on a VM (or disk, or datastore) while another call on it was
+        still running: (method, target) of the later one."""
+        return [tuple(json.loads(item)) for item in self.conn.lrange(self._k("overlaps"), 0, -1)]
 
     def call_log(self) -> list[tuple[str, str]]:
         """Every mutating call attempted, in order, failed ones included."""

@@ -366,3 +366,18 @@ def test_reset_forgets_the_namespace_only(sim, redis_conn):
     assert sim.inventory().vms == []
     assert sim.call_log() == []
     assert [ds.name for ds in other.datastores()] == ["ds9"]
+
+
+def test_calls_on_one_vm_at_the_same_moment_are_recorded_as_overlapping(redis_conn):
+    # What the resilience tests rely on to see two operations working on one desktop.
+    sim = SimulatorDriver(redis_conn, namespace="t", step_seconds=0.2)
+    sim.add_datastore("ds1", capacity_mb=100_000)
+    sim.add_parent_vm("win11-gold", ["v1"])
+    provisioned(sim, "VDI-001")
+    provisioned(sim, "VDI-002")
+    assert sim.overlapping_calls() == []
+
+    run_threads(2, lambda i: sim.power_on(f"VDI-00{i + 1}"))  # two VMs: fine
+    assert sim.overlapping_calls() == []
+    run_threads(2, lambda i: sim.power_off("VDI-001"))  # one VM, twice at once
+    assert sim.overlapping_calls() == [("power_off", "VDI-001")]

@@ -8,6 +8,7 @@ worker runs, so every operation stays queued and the check sees every live claim
 
 import random
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -16,6 +17,7 @@ from django.urls import reverse
 
 from composer.models import Operation, OperationDesktop
 from pools.states import DesktopState
+from tests.worker_processes import finish, start_worker, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,3 +148,49 @@ def test_bursts_of_conflicting_requests_never_give_a_desktop_two_live_operations
     assert Operation.objects.filter(submission__startswith=f"burst-{seed}-").count() == 20
     touched = {d.pk for _, chosen, _, _ in requests for d in chosen}
     assert set(claims) == touched  # each desktop asked for went to exactly one of them
+
+
+def test_with_workers_running_no_desktop_is_worked_on_by_two_operations(
+    users, make_pool, lab, run_jobs
+):
+    """Waves of conflicting requests while two real workers run them: seen from the
+    hypervisor's side, no call on a VM ever overlapped another call on it."""
+    pool = make_pool("Busy", "BZ-{n:fixed=2}", 8)
+    run_jobs()  # provisioned
+    desktops = list(pool.desktops.order_by("name"))
+    workers = [start_worker(step_seconds=0.05) for _ in range(2)]
+    try:
+        for wave in range(3):
+            rng = random.Random(wave)
+            clients = [client_for(users["admin"]) for _ in range(8)]
+            requests = [
+                (
+                    *rng.choice(
+                        [("refresh", {}), ("power", {"action": "restart"}), ("logoff", {})]
+                    ),
+                    rng.sample(desktops, rng.randint(1, 4)),
+                )
+                for _ in range(8)
+            ]
+            responses = at_once(
+                8,
+                lambda i, clients=clients, requests=requests, wave=wave: operate(
+                    clients[i],
+                    pool,
+                    requests[i][0],
+                    requests[i][2],
+                    f"wave-{wave}-{i}",
+                    **requests[i][1],
+                ),
+            )
+            assert all(getattr(r, "status_code", None) == 302 for r in responses), responses
+            time.sleep(rng.uniform(0, 0.5))  # the next wave lands while this one runs
+        for operation in Operation.objects.filter(submission__startswith="wave-"):
+            finish(operation)
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert lab.sim.overlapping_calls() == []
+    assert Operation.objects.filter(submission__startswith="wave-").count() == 24
+    assert not Operation.objects.filter(status__in=LIVE_OPERATION).exists()
+    assert set(pool.desktops.values_list("state", flat=True)) == {DesktopState.AVAILABLE}
