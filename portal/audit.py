@@ -8,12 +8,13 @@ deadlock with one holding that row and waiting to record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
 
-from portal.models import GENESIS_HASH, AuditEvent, compute_hash
+from portal.models import GENESIS_HASH, HASHED_FIELDS, AuditEvent, compute_hash
 from portal.roles import role_of
 
 Outcome = AuditEvent.Outcome
@@ -66,33 +67,53 @@ class Verification:
     last: AuditEvent | None  # the newest event checked (its hash anchors the whole log)
     bad: AuditEvent | None = None  # the first event where the chain breaks
     problem: str = ""
+    # For each event asked for (verify's `anchors`) and found in the verified chain: its
+    # position in the chain (1 for the first event) and its hash.
+    anchors: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.bad is None
 
 
-def verify(using: str = "default") -> Verification:
-    """Walk the chain in id order: each row's hash must match its content, and its prev_hash
-    the hash of the row before it. Stops at the first row that does not."""
+def verify(using: str = "default", anchors: Iterable[int] = ()) -> Verification:
+    """Walk the chain in id order: each row's hash must match its content in the form of its
+    hash_version (never lower than the row before's), and its prev_hash the hash of the row
+    before it. Stops at the first row that does not."""
+    wanted = set(anchors)
+    found: dict[int, tuple[int, str]] = {}
     expected_prev = GENESIS_HASH
+    lowest_version = 1
     previous = None
     count = 0
     events = AuditEvent.objects.using(using).order_by("id").iterator(chunk_size=2000)
     for event in events:
-        if compute_hash(event) != event.hash:
-            return Verification(
-                count, previous, event, "its content does not match its hash (row changed)"
-            )
-        if event.prev_hash != expected_prev:
-            if previous is None:
-                what = "it is the first event but does not start the chain"
-            else:
-                what = f"its prev_hash is not the hash of event #{previous.pk}"
-            return Verification(
-                count, previous, event, f"{what} (an event before it was removed or changed)"
-            )
+        problem = _chain_problem(event, previous, expected_prev, lowest_version)
+        if problem:
+            return Verification(count, previous, event, problem, found)
         count += 1
+        if event.pk in wanted:
+            found[event.pk] = (count, event.hash)
         expected_prev = event.hash
+        lowest_version = event.hash_version
         previous = event
-    return Verification(count, previous)
+    return Verification(count, previous, anchors=found)
+
+
+def _chain_problem(event, previous, expected_prev: str, lowest_version: int) -> str:
+    if event.hash_version not in HASHED_FIELDS:
+        return f"its hash version {event.hash_version} is unknown"
+    if event.hash_version < lowest_version:
+        return (
+            f"its hash version {event.hash_version} is older than the version "
+            f"{lowest_version} of the events before it (a form that hashes less)"
+        )
+    if compute_hash(event) != event.hash:
+        return "its content does not match its hash (row changed)"
+    if event.prev_hash != expected_prev:
+        if previous is None:
+            what = "it is the first event but does not start the chain"
+        else:
+            what = f"its prev_hash is not the hash of event #{previous.pk}"
+        return f"{what} (an event before it was removed or changed)"
+    return ""

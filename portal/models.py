@@ -2,9 +2,12 @@
 
 Every row carries the sha256 of its content and of the row before it (`prev_hash`), so the
 log is a hash chain: changing or removing a row breaks the chain at that row, and
-`manage.py verify_audit` finds it. On PostgreSQL a trigger also refuses UPDATE and DELETE
-(migration 0003). Rows are chained in id order; `AuditEvent.save()` takes the chain's lock
-so that two writers never chain onto the same previous row.
+`manage.py verify_audit` finds it; its signed checkpoints, kept outside the database, also
+show rows removed from the end or a chain rewritten from scratch (portal/audit.py). On
+PostgreSQL a trigger also refuses UPDATE and DELETE (migrations 0003, 0004), and the role the
+portal runs as may only INSERT and SELECT here (`manage.py grant_runtime_role`). Rows are
+chained in id order; `AuditEvent.save()` takes the chain's lock so that two writers never
+chain onto the same previous row.
 """
 
 from __future__ import annotations
@@ -24,34 +27,56 @@ GENESIS_HASH = "0" * 64
 # nothing else uses; these are the bytes of "auditlog").
 CHAIN_LOCK_KEY = 0x61756469746C6F67
 
-# Bump when the canonical form changes, so rows hashed the old way stay verifiable.
-HASH_VERSION = 1
+# The canonical form new rows are hashed with; each row keeps the version it was hashed with
+# (hash_version), so rows hashed the old way stay verifiable. Bump it when the form changes,
+# and keep the old form in HASHED_FIELDS.
+HASH_VERSION = 2
+
+# What each version's hash covers, besides prev_hash and the version itself ("v").
+# Version 1 (rows written before migration 0004) left out the row's id and actor_id.
+# Version 2 covers every column but `hash` (tests/portal/test_audit_integrity.py holds
+# new columns to that).
+HASHED_FIELDS = {
+    1: (
+        "at",
+        "actor_name",
+        "role",
+        "action",
+        "target_type",
+        "target_id",
+        "target_name",
+        "outcome",
+        "message",
+        "parameters",
+        "operation_id",
+        "request_id",
+        "ip",
+    ),
+}
+HASHED_FIELDS[2] = ("id", "actor_id", *HASHED_FIELDS[1])
 
 
 def canonical_content(event) -> str:
-    """The canonical text a row's hash covers: its recorded content and prev_hash.
+    """The canonical text a row's hash covers: its recorded content and prev_hash, in the
+    form of the row's hash_version.
 
     Takes any object with the model's attributes, so migrations (historical models) and
-    verify_audit use the very same form. actor_id is left out on purpose: it is cleared when
-    the user is deleted, while actor_name keeps who it was.
+    verify_audit use the very same form; one without hash_version (the model before
+    migration 0004) is version 1.
     """
-    content = {
-        "v": HASH_VERSION,
-        "at": event.at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor_name": event.actor_name,
-        "role": event.role,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "target_name": event.target_name,
-        "outcome": event.outcome,
-        "message": event.message,
-        "parameters": _canonical_json_value(event.parameters),
-        "operation_id": event.operation_id,
-        "request_id": event.request_id,
-        "ip": event.ip or None,
-        "prev_hash": event.prev_hash,
-    }
+    version = getattr(event, "hash_version", None) or 1
+    if version not in HASHED_FIELDS:
+        raise ValueError(f"unknown audit hash version {version!r}")
+    content = {"v": version, "prev_hash": event.prev_hash}
+    for name in HASHED_FIELDS[version]:
+        value = getattr(event, name)
+        if name == "at":
+            value = value.astimezone(UTC).isoformat(timespec="microseconds")
+        elif name == "parameters":
+            value = _canonical_json_value(value)
+        elif name == "ip":
+            value = value or None
+        content[name] = value
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -71,6 +96,29 @@ def _canonical_json_value(value):
     return value
 
 
+def next_id(model, using: str) -> int:
+    """The id the next audit row gets, taken while the chain's lock is held, so that ids
+    follow the chain and the hash can cover the row's own id.
+
+    PostgreSQL: the id column's sequence (nextval needs only USAGE on it). SQLite: one past
+    the largest id the table ever had (AUTOINCREMENT's own counter included), under the write
+    lock that BEGIN IMMEDIATE took.
+    """
+    connection = connections[using]
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
+            return cursor.fetchone()[0]
+        cursor.execute(f"SELECT MAX(id) FROM {connection.ops.quote_name(table)}")
+        largest = cursor.fetchone()[0] or 0
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+            row = cursor.fetchone()
+            largest = max(largest, row[0] if row else 0)
+        return largest + 1
+
+
 def lock_chain(using: str) -> None:
     """Serialize appends until the current transaction ends.
 
@@ -88,10 +136,6 @@ class AuditEventQuerySet(models.QuerySet):
     """Bulk writes would bypass the chain; refuse them (PostgreSQL's trigger also would)."""
 
     def update(self, **kwargs):
-        # The only update allowed is the one Django's on_delete=SET_NULL makes when a user is
-        # deleted: actor_id is not hashed and actor_name keeps who it was.
-        if set(kwargs) == {"actor"} and kwargs["actor"] is None:
-            return super().update(**kwargs)
         raise PermissionError("audit events cannot be changed")
 
     def delete(self):
@@ -117,8 +161,16 @@ class AuditEvent(models.Model):
         INTERRUPTED = "interrupted", "Interrupted"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Hashed like every column, so it never changes: deleting a user leaves their id here
+    # (no foreign key constraint, nothing done on delete; ids are never reused), and
+    # actor_name says who it was.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     # Copied, so the record stays readable after the user is renamed or removed.
     actor_name = models.CharField(max_length=150)
@@ -142,6 +194,11 @@ class AuditEvent(models.Model):
     # writer to chain onto a row fails instead.
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
+    # Which canonical form `hash` was computed with (HASHED_FIELDS): save() writes
+    # HASH_VERSION; rows from before migration 0004 are version 1. Part of the hash from
+    # version 2 on, and never lower than the row before it (verify_audit checks), so a row
+    # cannot be passed off as hashed the older way.
+    hash_version = models.PositiveSmallIntegerField(editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -169,8 +226,10 @@ class AuditEvent(models.Model):
             raise PermissionError("audit events cannot be changed")
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         with transaction.atomic(using=using):
+            self.hash_version = HASH_VERSION
             self._normalize()
             lock_chain(using)
+            self.id = next_id(type(self), using)
             head = (
                 type(self)
                 ._default_manager.using(using)
@@ -194,7 +253,7 @@ class AuditEvent(models.Model):
         """Give every hashed field the value the database will give back, so the hash
         computed now matches the one recomputed from the stored row."""
         for field in self._meta.concrete_fields:
-            if field.attname in ("id", "actor_id", "hash", "prev_hash", "parameters"):
+            if field.attname in ("id", "hash", "prev_hash", "parameters"):
                 continue
             setattr(self, field.attname, field.to_python(getattr(self, field.attname)))
         if timezone.is_naive(self.at):

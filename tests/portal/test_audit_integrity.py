@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from composer.models import Operation
 from portal.audit import record, verify
-from portal.models import GENESIS_HASH, AuditEvent, compute_hash
+from portal.models import GENESIS_HASH, HASH_VERSION, HASHED_FIELDS, AuditEvent, compute_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -159,6 +159,8 @@ def test_postgres_refuses_update_and_delete_of_audit_rows(ada):
         for sql in (
             f"UPDATE {TABLE} SET outcome = 'succeeded' WHERE id = %s",
             f"UPDATE {TABLE} SET actor_name = 'someone else', actor_id = NULL WHERE id = %s",
+            # Migration 0003's trigger let this one through; actor_id is hashed now.
+            f"UPDATE {TABLE} SET actor_id = NULL WHERE id = %s",
             f"DELETE FROM {TABLE} WHERE id = %s",
         ):
             with pytest.raises(DatabaseError, match="audit events are append-only"):
@@ -180,14 +182,88 @@ def test_the_orm_refuses_bulk_changes_on_every_database(ada):
 
 
 def test_deleting_a_user_keeps_their_events_and_the_chain(ada):
-    """The one change the trigger lets through: on_delete=SET_NULL of the actor link, which
-    the hash does not cover (actor_name does)."""
+    """actor_id is hashed, so deleting the user leaves it as it was (no foreign key, nothing
+    done on delete); ids are never given to another user."""
     write_events(ada, 3)
+    ada_id = ada.pk
     ada.delete()
     assert list(AuditEvent.objects.order_by().values_list("actor_id", "actor_name").distinct()) == [
-        (None, "ada")
+        (ada_id, "ada")
     ]
     assert verify().ok
+    assert User.objects.create_user("bob").pk != ada_id
+    assert verify().ok
+
+
+def test_every_column_is_hashed():
+    """Version 2 covers every column but the hash itself; a column added later must be
+    hashed too (in a new version) before this passes."""
+    columns = {f.attname for f in AuditEvent._meta.concrete_fields}
+    assert columns == {*HASHED_FIELDS[HASH_VERSION], "prev_hash", "hash_version", "hash"}
+    assert {"id", "actor_id"} <= set(HASHED_FIELDS[HASH_VERSION])
+
+
+def test_changing_any_column_changes_the_hash(ada):
+    other = User.objects.create_user("eve")
+    operation = Operation.objects.create(kind="refresh", pool_name="P", requested_by=ada)
+    event = record(actor=ada, action="refresh", outcome="requested", operation=operation)
+    event = AuditEvent.objects.get(pk=event.pk)
+    assert event.hash_version == HASH_VERSION and event.verify()
+    changes = {
+        "id": event.pk + 1,
+        "at": event.at - timedelta(seconds=1),
+        "actor_id": other.pk,
+        "actor_name": "eve",
+        "role": "Auditors",
+        "action": "recompose",
+        "target_type": "pool",
+        "target_id": "7",
+        "target_name": "Other",
+        "outcome": "succeeded",
+        "message": "changed",
+        "parameters": {"x": 1},
+        "operation_id": None,
+        "request_id": "r-2",
+        "ip": "10.0.0.9",
+        "prev_hash": "f" * 64,
+        "hash_version": 1,
+    }
+    assert set(changes) == {f.attname for f in AuditEvent._meta.concrete_fields} - {"hash"}
+    for name, value in changes.items():
+        changed = AuditEvent.objects.get(pk=event.pk)
+        setattr(changed, name, value)
+        assert compute_hash(changed) != event.hash, name
+
+
+def test_verify_audit_reports_a_changed_actor(ada):
+    """issue 9 item 4: actor_id was not hashed, so pinning an event on someone else went
+    unnoticed."""
+    eve = User.objects.create_user("eve")
+    events = write_events(ada, 3)
+    tamper(f"UPDATE {TABLE} SET actor_id = %s WHERE id = %s", [eve.pk, events[1].pk])
+    assert "does not match its hash" in verify_fails_at(events[1].pk)
+
+
+def test_ids_follow_the_chain_and_are_hashed(ada):
+    events = write_events(ada, 3)
+    assert [e.pk for e in events] == sorted(e.pk for e in events)
+    # Renumbering a row, even to an unused id, breaks its hash.
+    tamper(f"UPDATE {TABLE} SET id = %s WHERE id = %s", [events[-1].pk + 100, events[-1].pk])
+    verify_fails_at(events[-1].pk + 100)
+
+
+def test_a_row_passed_off_as_an_older_hash_version_is_reported(ada):
+    """Version 1 does not cover actor_id: a row rehashed as version 1 after version 2 rows
+    would let its actor change. verify refuses a version lower than the row before's."""
+    eve = User.objects.create_user("eve")
+    events = write_events(ada, 3)
+    forged = AuditEvent.objects.get(pk=events[1].pk)
+    forged.hash_version, forged.actor_id = 1, eve.pk
+    tamper(
+        f"UPDATE {TABLE} SET hash_version = 1, actor_id = %s, hash = %s WHERE id = %s",
+        [eve.pk, compute_hash(forged), forged.pk],
+    )
+    assert "older than the version 2" in verify_fails_at(events[1].pk)
 
 
 def test_an_audited_operation_cannot_be_deleted(ada):
@@ -316,3 +392,43 @@ def test_upgrading_chains_the_events_already_there():
     assert first.prev_hash == GENESIS_HASH
     record(actor=None, action="refresh", outcome="denied")
     assert verify().count == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_hashed_before_0004_keep_verifying_as_version_1():
+    """A database deployed at 0003 holds rows hashed without id and actor_id (with the
+    trigger in place on PostgreSQL). Migration 0004 marks them version 1 without touching
+    them; they verify in that form, and new rows chain onto them as version 2."""
+    actor = User.objects.create_user("ada")
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate([("portal", "0003_audit_integrity")])
+        old_apps = executor.loader.project_state([("portal", "0003_audit_integrity")]).apps
+        OldEvent = old_apps.get_model("portal", "AuditEvent")
+        prev_hash = GENESIS_HASH
+        for i, outcome in enumerate(["requested", "succeeded", "denied"]):
+            # What save() did at 0003: chain onto the head, hash the version 1 form.
+            event = OldEvent(
+                at=timezone.now().replace(microsecond=0) - timedelta(hours=3 - i),
+                actor_id=actor.pk,
+                actor_name="ada",
+                action="refresh",
+                outcome=outcome,
+                parameters={"n": i},
+                ip="10.0.0.1",
+                prev_hash=prev_hash,
+            )
+            event.hash = compute_hash(event)
+            event.save()
+            prev_hash = event.hash
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+    old = list(AuditEvent.objects.order_by("id"))
+    assert [e.hash_version for e in old] == [1, 1, 1]
+    assert verify().ok
+    new = record(actor=actor, action="refresh", outcome="requested")
+    assert new.hash_version == HASH_VERSION == 2 and new.prev_hash == old[-1].hash
+    result = verify()
+    assert result.ok and result.count == 4
