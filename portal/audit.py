@@ -4,15 +4,26 @@ Each event is chained onto the newest one (see portal/models.py). On PostgreSQL 
 lock is held until the caller's transaction ends, so call record() last in a transaction,
 after any row locks it takes: a transaction that records and then waits for a row lock can
 deadlock with one holding that row and waiting to record.
+
+Checking it: verify() walks the chain; the signed checkpoints below anchor it outside the
+database (`manage.py verify_audit --checkpoints FILE`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.utils import timezone
 
 from portal.models import GENESIS_HASH, HASHED_FIELDS, AuditEvent, compute_hash
 from portal.roles import role_of
@@ -117,3 +128,157 @@ def _chain_problem(event, previous, expected_prev: str, lowest_version: int) -> 
             what = f"its prev_hash is not the hash of event #{previous.pk}"
         return f"{what} (an event before it was removed or changed)"
     return ""
+
+
+# Checkpoints: the chain alone cannot show events removed from its end (or all of them), nor a
+# chain recomputed from scratch after an edit, since anyone can compute sha256. So each run of
+# verify_audit writes down where the verified log ended (newest id, its hash, how many events)
+# signed with HMAC-SHA256 under a key the database does not hold, and later runs check the
+# log still holds that event, with that hash, at that position. See README, "Roles and the
+# audit log".
+
+CHECKPOINT_FORMAT = 1
+MIN_KEY_LENGTH = 32
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be trusted: a line not signed with the key."""
+
+
+def checkpoint_key() -> bytes:
+    """The signing key: AUDIT_CHECKPOINT_KEY, or the file AUDIT_CHECKPOINT_KEY_FILE names
+    (read now, so only the process that verifies needs to be able to read it)."""
+    if settings.AUDIT_CHECKPOINT_KEY:
+        return settings.AUDIT_CHECKPOINT_KEY.encode()
+    path = settings.AUDIT_CHECKPOINT_KEY_FILE
+    if not path:
+        raise ImproperlyConfigured(
+            "AUDIT_CHECKPOINT_KEY or AUDIT_CHECKPOINT_KEY_FILE: a key is needed to sign and "
+            "check audit checkpoints"
+        )
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"AUDIT_CHECKPOINT_KEY_FILE: cannot read {path}: {exc}"
+        ) from None
+    if len(key) < MIN_KEY_LENGTH:
+        raise ImproperlyConfigured(
+            f"AUDIT_CHECKPOINT_KEY_FILE: the key in {path} must be at least "
+            f"{MIN_KEY_LENGTH} characters long"
+        )
+    return key.encode()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    at: str  # when it was taken (ISO 8601)
+    count: int  # events in the verified chain
+    last_id: int | None  # the newest of them (None: the log was empty)
+    last_hash: str  # its hash (GENESIS_HASH for an empty log)
+    line: int = 0  # where it is in its file
+
+    def content(self) -> dict:
+        return {
+            "v": CHECKPOINT_FORMAT,
+            "at": self.at,
+            "count": self.count,
+            "last_id": self.last_id,
+            "last_hash": self.last_hash,
+        }
+
+    def signed_line(self, key: bytes) -> str:
+        return json.dumps({**self.content(), "sig": _sign(self.content(), key)}, sort_keys=True)
+
+    def describe(self) -> str:
+        return f"the checkpoint taken at {self.at} (line {self.line})"
+
+
+def _sign(content: dict, key: bytes) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def checkpoint_of(result: Verification) -> Checkpoint:
+    """Where a verified log ends, now."""
+    last = result.last
+    return Checkpoint(
+        at=timezone.now().isoformat(timespec="seconds"),
+        count=result.count,
+        last_id=last.pk if last is not None else None,
+        last_hash=last.hash if last is not None else GENESIS_HASH,
+    )
+
+
+def read_checkpoints(path: Path, key: bytes) -> tuple[list[Checkpoint], list[str]]:
+    """The checkpoints in the file whose signature holds, and a problem for each line that
+    is not one (a missing file is an empty one: no checkpoint yet)."""
+    checkpoints, problems = [], []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return [], []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+            signature = data.pop("sig")
+            checkpoint = Checkpoint(
+                at=data["at"],
+                count=data["count"],
+                last_id=data["last_id"],
+                last_hash=data["last_hash"],
+                line=number,
+            )
+            valid = data == checkpoint.content() and hmac.compare_digest(
+                str(signature), _sign(data, key)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            valid = False
+        if valid:
+            checkpoints.append(checkpoint)
+        else:
+            problems.append(
+                f"line {number} of {path} is not a checkpoint signed with the checkpoint key "
+                "(forged, changed, or signed with another key)"
+            )
+    return checkpoints, problems
+
+
+def check_checkpoint(result: Verification, checkpoint: Checkpoint) -> str:
+    """What is wrong with a verified chain against an earlier checkpoint ("" if nothing)."""
+    if result.count < checkpoint.count:
+        return (
+            f"the log holds {result.count} events, fewer than the {checkpoint.count} of "
+            f"{checkpoint.describe()}: events were removed (from its end, or all of them)"
+        )
+    if checkpoint.last_id is None:
+        return ""
+    if checkpoint.last_id not in result.anchors:
+        return (
+            f"event #{checkpoint.last_id}, the newest at {checkpoint.describe()}, is no longer "
+            "in the chain: the log was rewritten"
+        )
+    position, current_hash = result.anchors[checkpoint.last_id]
+    if current_hash != checkpoint.last_hash:
+        return (
+            f"event #{checkpoint.last_id} no longer has the hash it had at "
+            f"{checkpoint.describe()}: the chain was rewritten"
+        )
+    if position != checkpoint.count:
+        return (
+            f"event #{checkpoint.last_id} is event {position} of the chain but was event "
+            f"{checkpoint.count} at {checkpoint.describe()}: events before it were removed "
+            "or added"
+        )
+    return ""
+
+
+def append_checkpoint(path: Path, checkpoint: Checkpoint, key: bytes) -> str:
+    line = checkpoint.signed_line(key)
+    with path.open("a") as file:
+        file.write(line + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return line

@@ -141,6 +141,18 @@ def env_redis_url(name: str, default: str) -> str:
     return raw
 
 
+def env_audit_checkpoint_key(name: str, file_name: str, min_length: int) -> tuple[str, str]:
+    """The key that signs audit checkpoints, given as itself (`name`) or as the path of a file
+    holding it (`file_name`): at most one of them. The file is read when the key is used
+    (portal/audit.py), so only the process that runs verify_audit needs to read it."""
+    raw, path = os.environ.get(name, ""), os.environ.get(file_name, "").strip()
+    if raw and path:
+        raise ImproperlyConfigured(f"{name}: set either {name} or {file_name}, not both")
+    if raw and len(raw) < min_length:
+        raise ImproperlyConfigured(f"{name}: must be at least {min_length} characters long")
+    return raw, path
+
+
 def secret_key(name: str, debug: bool, data_dir: Path) -> str:
     """SECRET_KEY from the environment; in DEBUG, generated once into the data folder."""
     raw = os.environ.get(name)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from portal.env import (
+    env_audit_checkpoint_key,
     env_bool,
     env_database,
     env_float,
@@ -180,6 +181,14 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "portal.security.lockout_response"
 AXES_VERBOSE = False  # no version banner from every manage.py command
+
+# The audit log's checkpoints (`manage.py verify_audit`, portal/audit.py): signed with this
+# key, which the database must not hold; give it only to the job that runs verify_audit.
+# AUDIT_CHECKPOINT_FILE is where that job appends them (its --checkpoints default).
+AUDIT_CHECKPOINT_KEY, AUDIT_CHECKPOINT_KEY_FILE = env_audit_checkpoint_key(
+    "AUDIT_CHECKPOINT_KEY", "AUDIT_CHECKPOINT_KEY_FILE", min_length=32
+)
+AUDIT_CHECKPOINT_FILE = os.environ.get("AUDIT_CHECKPOINT_FILE", "").strip()
 
 LOGGING = {
     "version": 1,
