@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from composer.models import Operation
 from composer.services import Options
-from pools.models import Desktop, ImageVersion, Pool
+from pools.models import MAX_ID, Desktop, ImageVersion, Pool
 
 Kind = Operation.Kind
 
@@ -36,8 +36,12 @@ def resolve_desktops(pool: Pool, raw_ids: list[str]) -> list[Desktop]:
     ids, bad = set(), []
     for raw in raw_ids:
         try:
-            ids.add(int(raw))
+            number = int(raw)
         except (TypeError, ValueError):
+            number = None
+        if number is not None and abs(number) <= MAX_ID:
+            ids.add(number)
+        else:  # not a number, or one beyond any id (the database could not even bind it)
             bad.append(str(raw)[:20])
     if bad:
         raise forms.ValidationError(f"Not desktop ids: {', '.join(bad[:10])}.")

@@ -5,12 +5,29 @@ from django import forms
 from composer import naming
 from composer.capacity import DoesNotFit
 from composer.services import PoolSpec, plan_placement
-from pools.models import Datastore, ImageVersion, Overcommit, Pool
+from pools.models import MAX_ID, Datastore, ImageVersion, Overcommit, Pool
 
 MAX_POOL_SIZE = 5000
 
 
 class DatastoreChoiceField(forms.ModelMultipleChoiceField):
+    def clean(self, value):
+        # Django checks each value with pk=, which takes any number, then all of them with
+        # pk__in=, which sends a number beyond any id to the database (SQLite cannot bind
+        # it): refuse such a number first, with the field's own message.
+        for pk in value if isinstance(value, list | tuple) else ():
+            try:
+                beyond = abs(int(pk)) > MAX_ID
+            except (TypeError, ValueError):
+                continue  # not a number: the field's own check says so
+            if beyond:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                )
+        return super().clean(value)
+
     def label_from_instance(self, ds):
         gib = 1024
         return (

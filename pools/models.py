@@ -12,6 +12,10 @@ from django.utils import timezone
 
 from pools.states import DesktopState
 
+# Every id is a 64-bit signed integer (BigAutoField). A number beyond that range must not
+# reach a query as a value: SQLite cannot even bind it.
+MAX_ID = 2**63 - 1
+
 
 class Overcommit(models.IntegerChoices):
     """Storage over-commit: a datastore holds clones up to capacity x factor (DESIGN.md).

@@ -18,7 +18,7 @@ from composer.models import Operation, OperationDesktop
 from composer.services import create_pool, set_pool_datastores
 from pools import usage
 from pools.forms import PoolDatastoresForm, PoolForm
-from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
+from pools.models import MAX_ID, BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
 from portal.models import AuditEvent
 from portal.permissions import deny, require
@@ -101,11 +101,12 @@ FLAGS = {
 
 
 def _int_param(value: str) -> int | None:
+    """An id from the query string, or None: not a number, or no row can have it."""
     try:
         number = int(value)
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if 0 < number <= MAX_ID else None
 
 
 def _desktop_filters(request) -> dict:
