@@ -30,6 +30,9 @@ POWER_ACTIONS = [("start", "Start"), ("shutdown", "Shut down"), ("restart", "Res
 # How many selected desktop names a page lists before summarising the rest.
 NAMES_SHOWN = 50
 
+# The last year an operation may be scheduled in.
+LAST_YEAR = 9998
+
 
 def resolve_desktops(pool: Pool, raw_ids: list[str]) -> list[Desktop]:
     """The pool's desktops with these ids, or a ValidationError naming each bad one."""
@@ -188,6 +191,10 @@ class OperationForm(forms.Form):
                     "start_at",
                     f"Must be in the future (server time, {settings.TIME_ZONE}).",
                 )
+            elif start_at.year > LAST_YEAR:
+                # Shifted to UTC, a time late in 9999 leaves the range of dates: saving it
+                # (or reading it back) would fail.
+                self.add_error("start_at", f"Must be before the year {LAST_YEAR + 1}.")
         return data
 
     @property
