@@ -1,9 +1,21 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 
 from portal import audit_views, helpdesk, views
 from portal.security import PortalAuthenticationForm
+
+# django-rq's stats.json/<token>/ (under admin/rq/, and again in the admin's django_rq pages)
+# hands the token to hmac.compare_digest, which raises on a non-ASCII character: a 500 for
+# anyone signed in. No token has one, so such a request is refused before django-rq sees it,
+# as django-rq refuses a wrong token.
+NON_ASCII_TOKEN = r"stats.json/(?P<token>\w*[^\x00-\x7f]\w*)/?$"
+
+
+def refuse_token(request, token):
+    return JsonResponse({"error": True, "description": "Invalid token."}, status=401)
+
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -21,7 +33,9 @@ urlpatterns = [
     path("helpdesk/desktops/<int:pk>/<str:action>/", helpdesk.confirm, name="helpdesk_confirm"),
     path("", include("pools.urls")),
     path("", include("composer.urls")),
+    re_path(rf"^admin/rq/{NON_ASCII_TOKEN}", refuse_token),
     path("admin/rq/", include("django_rq.urls")),
+    re_path(rf"^admin/django_rq/dashboard/{NON_ASCII_TOKEN}", refuse_token),
     path("admin/", admin.site.urls),
 ]
 
