@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.utils import timezone
 
 from composer import drivers
@@ -52,6 +53,16 @@ def sync_endpoint(endpoint: HypervisorEndpoint) -> dict:
     return report
 
 
+def _follows_session(state: str, session_user: str) -> str | None:
+    """The state a desktop takes from its session, or None to leave it: ready desktops
+    follow their sessions; busy ones are left to their operation."""
+    if session_user and state in (DesktopState.AVAILABLE, DesktopState.DISCONNECTED):
+        return DesktopState.CONNECTED
+    if not session_user and state in (DesktopState.CONNECTED, DesktopState.DISCONNECTED):
+        return DesktopState.AVAILABLE
+    return None
+
+
 def sync_vms(endpoint: HypervisorEndpoint) -> dict:
     """Flag desktops whose VM vanished as missing (and clear the flag when it is back), list
     the portal's VMs that no desktop or replica owns as orphans, and take sessions from
@@ -73,17 +84,22 @@ def sync_vms(endpoint: HypervisorEndpoint) -> dict:
             desktop.session_user = vm.session_user
             changed.append("session_user")
         if changed:
-            desktop.save(update_fields=[*changed, "updated_at"])
+            updated = Desktop.objects.filter(pk=desktop.pk).update(
+                **{field: getattr(desktop, field) for field in changed}, updated_at=timezone.now()
+            )
+            if not updated:
+                continue  # deleted (by an operation) since it was read: nothing to flag
         if not sessions:
             continue
-        # Ready desktops follow their sessions; busy ones are left to their operation.
-        if vm.session_user and desktop.state in (DesktopState.AVAILABLE, DesktopState.DISCONNECTED):
-            transition(desktop, DesktopState.CONNECTED)
-        elif not vm.session_user and desktop.state in (
-            DesktopState.CONNECTED,
-            DesktopState.DISCONNECTED,
-        ):
-            transition(desktop, DesktopState.AVAILABLE)
+        if _follows_session(desktop.state, vm.session_user) is None:
+            continue
+        # The row read above may be stale: a worker may have taken the desktop into an
+        # operation since. Decide again on the locked row, so that is never overwritten.
+        with transaction.atomic():
+            current = Desktop.objects.select_for_update().filter(pk=desktop.pk).first()
+            new_state = current and _follows_session(current.state, vm.session_user)
+            if new_state:
+                transition(current, new_state)
     # Rows exist before their VMs are cloned, so a VM being created is never an orphan.
     known = set(Desktop.objects.filter(pool__endpoint=endpoint).values_list("name", flat=True))
     known |= set(
