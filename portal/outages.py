@@ -15,7 +15,7 @@ import time
 
 import django_rq
 import redis
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,20 @@ SHOWN_FOR = 24 * 3600
 
 def is_database_unreachable(exc: BaseException | None) -> bool:
     """Whether an exception means the database could not be reached or dropped the
-    connection (psycopg and sqlite raise these as OperationalError or InterfaceError)."""
-    return isinstance(exc, OperationalError | InterfaceError)
+    connection. psycopg raises those as OperationalError or InterfaceError, but also other
+    problems (sqlite: "no such table"); so the database is asked again on a new connection,
+    and only one that does not answer is an outage."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    probe = connections.create_connection("default")  # apart from the failed one
+    try:
+        with probe.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return True
+    finally:
+        probe.close()
+    return False
 
 
 def note_database_unreachable(seen_by: str, error: BaseException) -> None:
