@@ -66,8 +66,7 @@ def _owned(task: OperationDesktop):
 
 
 def succeed_task(task: OperationDesktop) -> None:
-    # No savepoint when a desktop job calls it inside its dispatch's transaction.
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         if _owned(task).update(status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()):
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
 
