@@ -3,7 +3,8 @@
 The limits (DESIGN.md) hold globally, whatever number of workers runs: the desktops in flight
 are counted in the database under a lock on the hypervisor endpoint's row, so two workers
 dispatching at once are serialized. Each desktop job dispatches the next desktop when it
-ends, which keeps the pipeline full instead of waiting for a whole batch.
+ends, which keeps the pipeline full instead of waiting for a whole batch; it may keep one of
+the desktops it hands out for itself (dispatch_and_claim) and run it in the same job.
 
 The limits, per hypervisor endpoint and per pool:
 - provisioning: endpoint.max_provisioning and pool.max_concurrent_provisioning;
@@ -15,8 +16,11 @@ The limits, per hypervisor endpoint and per pool:
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
+
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from composer.models import Operation, OperationDesktop
@@ -47,22 +51,54 @@ def limits(operation: Operation, endpoint: HypervisorEndpoint) -> tuple[int, int
     return endpoint_limit, pool_limit
 
 
-def dispatch(endpoint_id: int) -> int:
+def dispatch(endpoint_id: int, before: Callable[[], object] | None = None) -> int:
     """Dispatch waiting desktops of running operations on this endpoint, oldest operation
-    first, while the limits allow. Returns how many were dispatched."""
+    first, while the limits allow. Returns how many were dispatched.
+
+    `before`, if given, runs first in the same transaction, under the endpoint's lock: a
+    desktop job records there how its desktop ended, so the slot it frees is counted free
+    and both are one commit."""
+    return _dispatch(endpoint_id, before, claim=None)[0]
+
+
+def dispatch_and_claim(
+    endpoint_id: int, runner: str, rq_job_id: str, before: Callable[[], object] | None = None
+) -> OperationDesktop | None:
+    """Dispatch as dispatch() does, but keep the first desktop handed out for the caller,
+    a desktop job that has just freed its slot: that task is marked running by `runner` in
+    the rq job `rq_job_id` (as run_desktop's claim would), with its `operation` (and pool)
+    loaded, instead of a job being enqueued for it. The caller runs its steps at once
+    (jobs.run_desktop), which saves a job's queueing, fork and bookkeeping. Its attempt is
+    counted as any other's, so a runner that dies is found out by the reconciler (runner's
+    process gone, or its rq job) and the desktop handed out again."""
+    return _dispatch(endpoint_id, before, claim=(runner, rq_job_id))[1]
+
+
+def _dispatch(
+    endpoint_id: int, before, claim: tuple[str, str] | None
+) -> tuple[int, OperationDesktop | None]:
     from composer.jobs import run_desktop
 
-    now = timezone.now()
     dispatched = 0
+    claimed = None
     with transaction.atomic():
         endpoint = HypervisorEndpoint.objects.select_for_update().get(pk=endpoint_id)
-        in_flight = OperationDesktop.objects.filter(
-            operation__pool__endpoint=endpoint, status__in=OperationDesktop.IN_FLIGHT
-        )
-        busy = {
-            "provisioning": in_flight.filter(operation__kind__in=PROVISIONING_KINDS).count(),
-            "maintenance": in_flight.exclude(operation__kind__in=PROVISIONING_KINDS).count(),
-        }
+        if before is not None:
+            before()
+        now = timezone.now()
+        # Desktops in flight on the endpoint, by pool and kind of operation: one query.
+        busy = {"provisioning": 0, "maintenance": 0}
+        pool_busy: dict[int, int] = defaultdict(int)
+        for pool_id, kind, count in (
+            OperationDesktop.objects.filter(
+                operation__pool__endpoint=endpoint, status__in=OperationDesktop.IN_FLIGHT
+            )
+            .values_list("operation__pool_id", "operation__kind")
+            .annotate(count=Count("id"))
+            .order_by()
+        ):
+            busy[limit_class(kind)] += count
+            pool_busy[pool_id] += count
         ready_to_run = Q(status=TaskStatus.PENDING) | Q(
             status=TaskStatus.WAITING, retry_at__lte=now
         )
@@ -75,12 +111,9 @@ def dispatch(endpoint_id: int) -> int:
             .distinct()
             .order_by("started_at", "id")
         )
-        pool_busy: dict[int, int] = {}
         for operation in operations:
             cls = limit_class(operation.kind)
             pool = operation.pool
-            if pool.pk not in pool_busy:
-                pool_busy[pool.pk] = in_flight.filter(operation__pool=pool).count()
             endpoint_limit, pool_limit = limits(operation, endpoint)
             room = min(endpoint_limit - busy[cls], pool_limit - pool_busy[pool.pk])
             if room <= 0:
@@ -98,13 +131,22 @@ def dispatch(endpoint_id: int) -> int:
                     ready_room -= 1
                 task.status, task.dispatched_at = TaskStatus.DISPATCHED, now
                 task.attempts += 1
-                task.save(update_fields=["status", "dispatched_at", "attempts"])
-                enqueue_on_commit(run_desktop, task.job_id, task.pk, task.attempts)
+                task.rq_job_id = ""  # a job of an earlier attempt runs it no more
+                fields = ["status", "dispatched_at", "attempts", "rq_job_id"]
+                if claim is not None and claimed is None:
+                    task.status, task.started_at = TaskStatus.RUNNING, now
+                    task.runner, task.rq_job_id = claim
+                    task.operation = operation
+                    task.save(update_fields=[*fields, "started_at", "runner"])
+                    claimed = task
+                else:
+                    task.save(update_fields=fields)
+                    enqueue_on_commit(run_desktop, task.job_id, task.pk, task.attempts)
                 taken += 1
             busy[cls] += taken
             pool_busy[pool.pk] += taken
             dispatched += taken
-    return dispatched
+    return dispatched, claimed
 
 
 # How many more candidates to look at beyond the free slots, so desktops in Error (which

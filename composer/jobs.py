@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import timedelta
 
+import redis
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -54,51 +56,125 @@ def run_operation(operation_id: int) -> str:
     return f"operation {operation_id} started"
 
 
+# A desktop job carries on with the next desktop it dispatches, in the same work horse,
+# instead of enqueuing a job for it, for this long (seconds since it started): each job
+# costs a fork, a database connection and some 70 Redis calls of rq's bookkeeping, as much
+# as a short desktop's own work. A bound, so that other work queued behind (other
+# endpoints, scheduled starts) waits at most about this long for a worker, and a job stays
+# far from rq's timeout. Tests that step through jobs one by one set it to 0.
+CARRY_ON_SECONDS = 10.0
+
+
 @drivers.logs_out
 def run_desktop(task_id: int, attempt: int) -> str:
-    """Do one desktop's part of an operation, then hand the freed slot to the next desktop."""
+    """Do one desktop's part of an operation, then hand the freed slot to the next desktop:
+    to this same job while it may carry on (see CARRY_ON_SECONDS), else to a new job."""
+    carry_on = _CarryOn()
+    runner = f"{socket.gethostname()}:{os.getpid()}"
+    task, operation, message = _claim(task_id, attempt, runner, carry_on.job_id)
+    done = 0
+    while operation is not None:  # else stale or paused: no slot freed, nothing to dispatch
+        succeeded = False if message else _run_steps(task, operation)
+        done += 1
+        # The desktop's success is recorded in the same transaction as the next dispatch.
+        record = (lambda task=task: lifecycle.succeed_task(task)) if succeeded else None
+        endpoint_id = operation.pool.endpoint_id
+        following = None
+        if carry_on.allowed():
+            following = dispatch.dispatch_and_claim(
+                endpoint_id, runner, carry_on.job_id, before=record
+            )
+        else:
+            dispatch.dispatch(endpoint_id, before=record)
+        if following is None or following.operation_id != operation.pk:
+            # (While one of its desktops is handed to this job, it cannot be done.)
+            lifecycle.finish_if_done(operation.pk)
+        if following is None:
+            break
+        task, operation, message = following, following.operation, ""
+    if not message:
+        task.refresh_from_db(fields=["status"])
+        message = f"desktop {task.desktop_name}: {task.status}"
+    return message if done <= 1 else f"{done} desktops, the last {message}"
+
+
+class _CarryOn:
+    """Whether the job running now may take another desktop: for CARRY_ON_SECONDS, while its
+    worker lives and has not been asked to stop (a warm shutdown waits for the job)."""
+
+    def __init__(self):
+        from django.conf import settings
+        from rq import get_current_job
+        from rq.worker import Worker
+
+        seconds = getattr(settings, "DESKTOP_CARRY_ON_SECONDS", CARRY_ON_SECONDS)
+        self.until = time.monotonic() + seconds
+        self.parent = os.getppid()
+        job = get_current_job()
+        self.job_id = job.id if job is not None else ""
+        self.worker_key = (
+            Worker.redis_worker_namespace_prefix + job.worker_name
+            if job is not None and job.worker_name
+            else None
+        )
+        self.connection = job.connection if job is not None else None
+
+    def allowed(self) -> bool:
+        if not self.job_id or time.monotonic() >= self.until:
+            return False  # not in an rq job (called directly), or long enough
+        if os.getppid() != self.parent:
+            return False  # the worker died (its work horse outlives it): no new work
+        if self.worker_key:
+            try:
+                return not self.connection.hexists(self.worker_key, "shutdown_requested_date")
+            except redis.exceptions.RedisError:
+                return False  # Redis is away: finish this desktop, record it, stop there
+        return True
+
+
+def _claim(
+    task_id: int, attempt: int, runner: str, job_id: str
+) -> tuple[OperationDesktop | None, Operation | None, str]:
+    """Take the desktop the job was enqueued for. Returns the task, its operation (None when
+    the desktop is not to be run: a stale delivery, or its operation paused) and a message
+    when there is nothing more to do to it (paused, halted)."""
     with transaction.atomic():
         task = OperationDesktop.objects.select_for_update().get(pk=task_id)
         if task.status != TaskStatus.DISPATCHED or task.attempts != attempt:
             # A stale delivery: the reconciler handed this desktop out again since.
-            return f"desktop task {task_id} attempt {attempt} is stale"
+            return None, None, f"desktop task {task_id} attempt {attempt} is stale"
         operation = Operation.objects.select_related("pool").get(pk=task.operation_id)
         if operation.status == Status.PAUSED:
             task.status = TaskStatus.PENDING  # resumed later from where it was
             task.save(update_fields=["status"])
-            return f"desktop {task.desktop_name}: paused"
-        halted = operation.status != Status.RUNNING  # cancelled while it was queued
-        if halted:
+            return task, None, f"desktop {task.desktop_name}: paused"
+        if operation.status != Status.RUNNING:  # cancelled while it was queued
             task.status, task.error = TaskStatus.HALTED, f"operation {operation.status}"
             task.finished_at = timezone.now()
             task.save(update_fields=["status", "error", "finished_at"])
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=True)
-        else:
-            task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
-            task.runner = f"{socket.gethostname()}:{os.getpid()}"
-            task.save(update_fields=["status", "started_at", "runner"])
-
-    if not halted:
-        _run_steps(task, operation)
-    dispatch.dispatch(operation.pool.endpoint_id)
-    lifecycle.finish_if_done(operation.pk)
-    task.refresh_from_db()
-    return f"desktop {task.desktop_name}: {task.status}"
+            return task, operation, f"desktop {task.desktop_name}: halted"
+        task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
+        task.runner, task.rq_job_id = runner, job_id
+        task.save(update_fields=["status", "started_at", "runner", "rq_job_id"])
+    return task, operation, ""
 
 
-def _run_steps(task: OperationDesktop, operation: Operation) -> None:
+def _run_steps(task: OperationDesktop, operation: Operation) -> bool:
+    """Run the desktop's steps and record how they ended, except a success: then True, for
+    the caller to record."""
     if task.desktop_id is None or not Desktop.objects.filter(pk=task.desktop_id).exists():
         if operation.kind == Operation.Kind.DELETE and task.step == "forget":
             lifecycle.succeed_task(task)  # this task deleted it, then its worker died
         else:  # deleted by another operation while this task waited in the queue
             lifecycle.skip_task(task, "the desktop was deleted before its turn came")
-        return
+        return False
     try:
         steps.run(task, operation)
     except steps.Superseded:
         # The reconciler gave this desktop to another worker; that one carries on.
         log.warning("desktop task %s attempt %s superseded", task.pk, task.attempts)
-        return
+        return False
     except steps.Wait as wait:
         lifecycle.park_task(task, steps.wait_until(wait.seconds), str(wait))
         schedule_dispatch(operation.pool.endpoint_id, wait.seconds)
@@ -121,7 +197,8 @@ def _run_steps(task: OperationDesktop, operation: Operation) -> None:
         if operation.stop_on_error:
             lifecycle.halt_pending(operation, f"stopped: {task.desktop_name} failed")
     else:
-        lifecycle.succeed_task(task)
+        return True  # the caller records the success, with its next dispatch
+    return False
 
 
 def outage_backoff(seconds_down: float) -> int:

@@ -66,7 +66,8 @@ def _owned(task: OperationDesktop):
 
 
 def succeed_task(task: OperationDesktop) -> None:
-    with transaction.atomic():
+    # No savepoint when a desktop job calls it inside its dispatch's transaction.
+    with transaction.atomic(savepoint=False):
         if _owned(task).update(status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()):
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
 

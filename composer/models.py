@@ -138,6 +138,9 @@ class OperationDesktop(models.Model):
     # "host:pid" of the process running it, so the reconciler can tell a dead runner from a
     # live one (rq's work horse outlives a killed worker process).
     runner = models.CharField(max_length=300, blank=True)
+    # The rq job running it: its own, or that of the desktop before it when the same work
+    # horse carried on with it (jobs.run_desktop). What the reconciler asks rq about.
+    rq_job_id = models.CharField(max_length=200, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True, help_text="When a wait ends.")
     # Since when the hypervisor has not answered this desktop's step (a transport failure);
     # cleared as soon as a step gets through.

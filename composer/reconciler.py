@@ -143,6 +143,12 @@ def task_alive(task: OperationDesktop, conn) -> bool:
     if task.status == TaskStatus.RUNNING and host == socket.gethostname() and pid.isdigit():
         # The work horse that runs it may outlive its worker: ask the process itself.
         return _pid_alive(int(pid))
+    if task.status == TaskStatus.RUNNING and task.rq_job_id:
+        # The job that runs it: its own, or the job of a desktop before it that carried on
+        # with it (jobs.run_desktop).
+        return job_alive(task.rq_job_id, conn)
+    # Dispatched: its own job, queued. (A desktop a job kept for itself is not queued: if that
+    # job died before starting it, it is not alive, rightly.)
     return job_alive(task.job_id, conn)
 
 

@@ -23,6 +23,10 @@ def pytest_configure(config):
 
     # Zero-latency simulator unless a test asks for latency.
     settings.SIMULATOR_STEP_SECONDS = 0
+    # One desktop per job in this process, so that tests can run jobs one at a time
+    # (run_jobs(max_jobs=1)); worker processes carry on with the next desktops as in
+    # production (composer/jobs.py, CARRY_ON_SECONDS).
+    settings.DESKTOP_CARRY_ON_SECONDS = 0
     folder = Path(tempfile.mkdtemp(prefix="portal-test-"))
     _embedded["folder"] = folder
     database = settings.DATABASES["default"]
