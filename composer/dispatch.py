@@ -9,7 +9,8 @@ the desktops it hands out for itself (dispatch_and_claim) and run it in the same
 The limits, per hypervisor endpoint and per pool:
 - provisioning: endpoint.max_provisioning and pool.max_concurrent_provisioning;
 - maintenance: endpoint.max_maintenance and pool.max_concurrent_maintenance, both halved for
-  an operation that forces logoffs;
+  a bulk operation that forces logoffs;
+- urgent operations (helpdesk-sized, Operation.urgent) first: the next free slot is theirs;
 - a pool's min_ready_desktops: a ready desktop is taken into maintenance only while more than
   that many of the pool's desktops stay ready.
 """
@@ -46,7 +47,9 @@ def limits(operation: Operation, endpoint: HypervisorEndpoint) -> tuple[int, int
     if limit_class(operation.kind) == "provisioning":
         return endpoint.max_provisioning, pool.max_concurrent_provisioning
     endpoint_limit, pool_limit = endpoint.max_maintenance, pool.max_concurrent_maintenance
-    if operation.forces_logoff:
+    if operation.forces_logoff and not operation.urgent:
+        # Halved so that forced logoffs reach users a few at a time; one urgent desktop is
+        # one user, who asked for it (else it could wait behind a whole bulk refresh).
         endpoint_limit, pool_limit = max(1, endpoint_limit // 2), max(1, pool_limit // 2)
     return endpoint_limit, pool_limit
 
@@ -86,19 +89,8 @@ def _dispatch(
         if before is not None:
             before()
         now = timezone.now()
-        # Desktops in flight on the endpoint, by pool and kind of operation: one query.
-        busy = {"provisioning": 0, "maintenance": 0}
-        pool_busy: dict[int, int] = defaultdict(int)
-        for pool_id, kind, count in (
-            OperationDesktop.objects.filter(
-                operation__pool__endpoint=endpoint, status__in=OperationDesktop.IN_FLIGHT
-            )
-            .values_list("operation__pool_id", "operation__kind")
-            .annotate(count=Count("id"))
-            .order_by()
-        ):
-            busy[limit_class(kind)] += count
-            pool_busy[pool_id] += count
+        # Desktops in flight on the endpoint, by kind of operation and by pool: one query.
+        busy, pool_busy = _slots_in_use(endpoint.pk)
         ready_to_run = Q(status=TaskStatus.PENDING) | Q(
             status=TaskStatus.WAITING, retry_at__lte=now
         )
@@ -109,7 +101,8 @@ def _dispatch(
             .filter(tasks__in=OperationDesktop.objects.filter(ready_to_run))
             .select_related("pool")
             .distinct()
-            .order_by("started_at", "id")
+            # Urgent (helpdesk-sized) operations take the next free slot before bulk work.
+            .order_by("-urgent", "started_at", "id")
         )
         for operation in operations:
             cls = limit_class(operation.kind)
@@ -141,7 +134,13 @@ def _dispatch(
                     claimed = task
                 else:
                     task.save(update_fields=fields)
-                    enqueue_on_commit(run_desktop, task.job_id, task.pk, task.attempts)
+                    enqueue_on_commit(
+                        run_desktop,
+                        task.job_id,
+                        task.pk,
+                        task.attempts,
+                        queue_name=operation.queue_name,
+                    )
                 taken += 1
             busy[cls] += taken
             pool_busy[pool.pk] += taken
@@ -167,3 +166,64 @@ def _ready_room(operation: Operation) -> int | None:
         .count()
     )
     return ready - minimum
+
+
+def waiting_reasons(tasks: list[OperationDesktop]) -> dict[int, str]:
+    """Task id -> why that desktop is not being worked on yet, for the tasks that wait
+    (pending, dispatched, or in a paused operation), each task with its `operation` and
+    pool loaded. The slots in use are counted as dispatch() counts them: one query per
+    endpoint of the waiting tasks."""
+    reasons: dict[int, str] = {}
+    slots: dict[int, tuple[dict[str, int], dict[int, int]]] = {}
+    for task in tasks:
+        operation = task.operation
+        if task.status in OperationDesktop.FINISHED or task.status == TaskStatus.RUNNING:
+            continue
+        if operation.status == Status.PAUSED:
+            reasons[task.pk] = "waiting (paused)"
+        elif task.status == TaskStatus.DISPATCHED:
+            reasons[task.pk] = "waiting for a worker"
+        elif task.status == TaskStatus.WAITING:
+            reasons[task.pk] = task.error or "waiting"
+        elif operation.status == Status.SCHEDULED:
+            reasons[task.pk] = "waiting for the scheduled start"
+        elif operation.status != Status.RUNNING or operation.prepared_at is None:
+            reasons[task.pk] = "waiting for the operation to start"
+        elif operation.pool is not None:
+            endpoint_id = operation.pool.endpoint_id
+            if endpoint_id not in slots:
+                slots[endpoint_id] = _slots_in_use(endpoint_id)
+            busy, pool_busy = slots[endpoint_id]
+            endpoint = operation.pool.endpoint
+            endpoint_limit, pool_limit = limits(operation, endpoint)
+            in_use = busy[limit_class(operation.kind)]
+            if in_use >= endpoint_limit:
+                reasons[task.pk] = (
+                    f"waiting for a free slot: {in_use} of {endpoint_limit} in use on "
+                    f"{endpoint.name}"
+                )
+            elif pool_busy[operation.pool_id] >= pool_limit:
+                reasons[task.pk] = (
+                    f"waiting for a free slot: {pool_busy[operation.pool_id]} of {pool_limit} "
+                    f"in use in pool {operation.pool.name}"
+                )
+            else:
+                reasons[task.pk] = "waiting for its turn"
+    return reasons
+
+
+def _slots_in_use(endpoint_id: int) -> tuple[dict[str, int], dict[int, int]]:
+    """Desktops in flight on the endpoint: by limit class, and by pool."""
+    busy = {"provisioning": 0, "maintenance": 0}
+    pool_busy: dict[int, int] = defaultdict(int)
+    for pool_id, kind, count in (
+        OperationDesktop.objects.filter(
+            operation__pool__endpoint_id=endpoint_id, status__in=OperationDesktop.IN_FLIGHT
+        )
+        .values_list("operation__pool_id", "operation__kind")
+        .annotate(count=Count("id"))
+        .order_by()
+    ):
+        busy[limit_class(kind)] += count
+        pool_busy[pool_id] += count
+    return busy, pool_busy

@@ -17,7 +17,7 @@ from django.utils import timezone
 from composer import dispatch, drivers, lifecycle, services, steps
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import Operation, OperationDesktop
-from composer.queue import queue
+from composer.queue import URGENT, queue
 from pools.models import Desktop
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,14 @@ def run_desktop(task_id: int, attempt: int) -> str:
     return message if done <= 1 else f"{done} desktops, the last {message}"
 
 
+# The urgent queue on the worker's connection (where PortalWorker serves it).
+URGENT_QUEUE_KEY = f"rq:queue:{URGENT}"
+
+
 class _CarryOn:
     """Whether the job running now may take another desktop: for CARRY_ON_SECONDS, while its
-    worker lives and has not been asked to stop (a warm shutdown waits for the job)."""
+    worker lives and has not been asked to stop (a warm shutdown waits for the job), and
+    while no urgent job waits for a worker (helpdesk work goes first: composer/queue.py)."""
 
     def __init__(self):
         from django.conf import settings
@@ -124,12 +129,15 @@ class _CarryOn:
             return False  # not in an rq job (called directly), or long enough
         if os.getppid() != self.parent:
             return False  # the worker died (its work horse outlives it): no new work
-        if self.worker_key:
-            try:
-                return not self.connection.hexists(self.worker_key, "shutdown_requested_date")
-            except redis.exceptions.RedisError:
-                return False  # Redis is away: finish this desktop, record it, stop there
-        return True
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:  # one round trip
+                pipe.llen(URGENT_QUEUE_KEY)
+                if self.worker_key:
+                    pipe.hexists(self.worker_key, "shutdown_requested_date")
+                urgent_waiting, *stopping = pipe.execute()
+        except redis.exceptions.RedisError:
+            return False  # Redis is away: finish this desktop, record it, stop there
+        return not urgent_waiting and not any(stopping)
 
 
 def _claim(

@@ -75,6 +75,11 @@ class Operation(models.Model):
     warning_message = models.CharField(max_length=500, blank=True)
     grace_seconds = models.PositiveIntegerField(default=300)
     stop_on_error = models.BooleanField(default=False)
+    # A helpdesk-sized action (one desktop, started now): its jobs go to the urgent queue,
+    # which every worker serves first, and its desktop is dispatched before bulk work
+    # (composer/queue.py, composer/dispatch.py), so a user on the phone waits for one
+    # desktop, not behind a 250-desktop provision.
+    urgent = models.BooleanField(default=False, editable=False)
     error = models.TextField(blank=True)
     requested_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -95,6 +100,13 @@ class Operation(models.Model):
     @property
     def job_id(self) -> str:
         return f"operation-{self.pk}"
+
+    @property
+    def queue_name(self) -> str:
+        """The RQ queue of its jobs (composer/queue.py)."""
+        from composer.queue import DEFAULT, URGENT
+
+        return URGENT if self.urgent else DEFAULT
 
     @property
     def is_active(self) -> bool:

@@ -20,7 +20,12 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 
-QUEUE = "default"
+# Two queues. Every worker serves URGENT first (composer/worker.PortalWorker adds it to the
+# queues it is given): the jobs of helpdesk-sized operations (Operation.urgent), so one
+# user's refresh does not wait behind the jobs of a bulk provision.
+DEFAULT = "default"
+URGENT = "urgent"
+QUEUE = DEFAULT
 
 # Job ids a request could not enqueue; None outside a request that collects them.
 _unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -28,16 +33,18 @@ _unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 )
 
 
-def queue():
-    return django_rq.get_queue(QUEUE)
+def queue(name: str = DEFAULT):
+    return django_rq.get_queue(name)
 
 
-def enqueue_on_commit(func, job_id: str, *args) -> None:
+def enqueue_on_commit(func, job_id: str, *args, queue_name: str = DEFAULT) -> None:
     """Enqueue once the current transaction commits, so a worker never sees a row that is not
     there yet, and a rolled-back request enqueues nothing."""
 
     def enqueue():
-        queue().enqueue(func, *args, job_id=job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600)
+        queue(queue_name).enqueue(
+            func, *args, job_id=job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600
+        )
 
     transaction.on_commit(lambda: _try(enqueue, job_id))
 

@@ -63,7 +63,9 @@ def reconcile() -> dict:
     )
     for operation in [*due, *queued, *unprepared]:
         if not job_alive(operation.job_id, conn):
-            queue().enqueue(run_operation, operation.pk, job_id=operation.job_id)
+            queue(operation.queue_name).enqueue(
+                run_operation, operation.pk, job_id=operation.job_id
+            )
             report["operations_restarted"] += 1
 
     # 2. Desktops whose worker died.

@@ -263,12 +263,24 @@ def required_permission(
     a refresh, a restart or a log off. Anything else (a schedule, a shutdown or start, more
     desktops) is maintenance. Without options (a form not yet filled in) it answers for the
     helpdesk's kind of request."""
+    if helpdesk_sized(kind, desktops, whole_pool, options, extra):
+        return SINGLE_DESKTOP_PERMISSION[kind]
+    return "pools.run_maintenance"
+
+
+def helpdesk_sized(
+    kind: str,
+    desktops: list[Desktop],
+    whole_pool: bool,
+    options: Options | None = None,
+    extra: dict | None = None,
+) -> bool:
+    """One desktop, now, a refresh, a restart or a log off: what helpdesk may do, and what
+    runs urgently (Operation.urgent), ahead of bulk work, whoever asks for it."""
     single = len(desktops) == 1 and not whole_pool
     now = options is None or options.start_at is None
     restart = kind != Kind.POWER or (extra or {}).get("action", "restart") == "restart"
-    if kind in SINGLE_DESKTOP_PERMISSION and single and now and restart:
-        return SINGLE_DESKTOP_PERMISSION[kind]
-    return "pools.run_maintenance"
+    return kind in SINGLE_DESKTOP_PERMISSION and single and now and restart
 
 
 def _check_permission(
@@ -324,6 +336,7 @@ def start_operation(
             operation = _new_operation(
                 actor, pool, kind, options, extra or {}, Status.DRAFT, submission
             )
+            operation.urgent = helpdesk_sized(kind, chosen, whole_pool, options, extra)
             _add_tasks(operation, chosen)
             _activate(operation, actor, request)
     except IntegrityError:
@@ -549,7 +562,7 @@ def _activate(operation: Operation, actor, request) -> None:
             if emptied is not None:
                 cancelled.append(emptied)
         operation.status = Status.QUEUED
-    operation.save(update_fields=["status", "scheduled_for"])
+    operation.save(update_fields=["status", "scheduled_for", "urgent"])
     # Audit events last, after every row lock (record() takes the audit log's own lock).
     for replaced in cancelled:
         record(
@@ -573,7 +586,9 @@ def _activate(operation: Operation, actor, request) -> None:
     if operation.scheduled_for:
         enqueue_at_on_commit(operation.scheduled_for, run_operation, operation.job_id, operation.pk)
     else:
-        enqueue_on_commit(run_operation, operation.job_id, operation.pk)
+        enqueue_on_commit(
+            run_operation, operation.job_id, operation.pk, queue_name=operation.queue_name
+        )
 
 
 def _cancel_if_empty(operation_id: int) -> Operation | None:

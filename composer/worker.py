@@ -8,6 +8,10 @@ registered in a Redis that kept its data), after a back-off of 1 s doubling to 3
 it is asked to stop. A job running when Redis went away finishes in its work horse; what
 it could not queue, the reconciler queues again (composer/queue.py).
 
+It serves the urgent queue first, whatever queues its command line names (composer/queue.py):
+the jobs of helpdesk-sized operations, which must never wait behind bulk work, or not run at
+all on a fleet started with `rqworker default`.
+
 It keeps one vCenter session per endpoint for all the jobs it runs: each job runs in a
 forked work horse, which takes the session cookie the worker's earlier jobs left in Redis
 (composer/vsphere_sessions.py) instead of logging in again, and leaves it there when it ends.
@@ -30,6 +34,7 @@ from rq import Worker
 from rq.exceptions import StopRequested
 
 from composer import vsphere_sessions
+from composer.queue import URGENT
 from portal import outages
 
 log = logging.getLogger(__name__)
@@ -41,8 +46,13 @@ HEALTHY_RUN = 60.0
 
 
 class PortalWorker(Worker):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, queues, *args, **kwargs):
+        queues = list(queues) if isinstance(queues, (list, tuple)) else [queues]
+        name = lambda q: q if isinstance(q, str) else q.name  # noqa: E731
+        # The urgent queue first (rq takes queues in order); a name becomes a queue on the
+        # worker's connection.
+        queues = [URGENT, *(q for q in queues if name(q) != URGENT)]
+        super().__init__(queues, *args, **kwargs)
         # Inherited by every work horse this worker forks: whose sessions they use.
         os.environ[vsphere_sessions.OWNER_VARIABLE] = f"{socket.gethostname()}:{os.getpid()}"
 

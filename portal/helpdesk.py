@@ -26,7 +26,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from composer import services
+from composer import dispatch, services
 from composer.forms import new_submission
 from composer.models import Operation, OperationDesktop
 from pools.models import Desktop
@@ -140,10 +140,14 @@ def attach_current(desktops: list[Desktop]) -> None:
                 desktop_id__in=[d.pk for d in desktops], operation__status__in=Operation.ACTIVE
             )
             .exclude(status__in=OperationDesktop.FINISHED)
-            .select_related("operation")
+            .select_related("operation__pool__endpoint")
             .order_by("operation__requested_at")
         ):
             tasks.setdefault(task.desktop_id, task)
+        # Why each one waits ("waiting for a free slot: 8 of 8 in use on vc-1").
+        reasons = dispatch.waiting_reasons(list(tasks.values()))
+        for task in tasks.values():
+            task.waiting_for = reasons.get(task.pk, "")
     for desktop in desktops:
         desktop.current = tasks.get(desktop.pk)
         desktop.busy = desktop.current is not None
@@ -151,13 +155,27 @@ def attach_current(desktops: list[Desktop]) -> None:
         desktop.unreachable = desktop.state in UNREACHABLE
 
 
+def watched(request) -> Desktop | None:
+    """The desktop the last action was on (`?watch=<id>`, set by confirm's redirect): it stays
+    on the page with its live state whatever the search matches, so the row does not vanish
+    when, say, its user is logged off before the refresh. Anything but a known id is ignored."""
+    raw = request.GET.get("watch", "")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        return None
+    return Desktop.objects.select_related("pool", "datastore").filter(pk=int(raw)).first()
+
+
 @require("pools.view_desktop", action="helpdesk")
 def search(request):
     q = request.GET.get("q", "").strip()[:100]
     desktops, more = search_desktops(q) if q else ([], False)
+    acted_on = watched(request)
+    if acted_on is not None and acted_on.pk not in {d.pk for d in desktops}:
+        desktops.insert(0, acted_on)
     attach_current(desktops)
     context = {
         "q": q,
+        "acted_on": acted_on,
         "desktops": desktops,
         "more": more,
         "actions": [a for a in ACTIONS.values() if may(request.user, a)],
@@ -191,7 +209,7 @@ def confirm(request, pk: int, action: str):
     )
     if request.method == "POST" and form.is_valid():
         q = form.cleaned_data["q"] or desktop.name
-        back = f"{reverse('helpdesk')}?{urlencode({'q': q})}"
+        back = f"{reverse('helpdesk')}?{urlencode({'q': q, 'watch': desktop.pk})}"
         submission = form.cleaned_data["submission"]
         earlier = Operation.objects.filter(submission=submission).first() if submission else None
         if earlier is not None:  # the same confirmation sent twice: it is under way already

@@ -99,6 +99,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_redis_url("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}")
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
+    # Helpdesk-sized operations; every worker serves it first (composer/queue.py).
+    "urgent": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
 }
 # Jobs are enqueued explicitly in transaction.on_commit (composer/queue.py), so django-rq must
 # not defer them a second time.

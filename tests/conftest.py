@@ -75,13 +75,14 @@ def run_jobs():
     """
     from rq import SimpleWorker
 
-    from composer.queue import queue
+    from composer.queue import URGENT, queue
 
     def run(max_jobs: int | None = None) -> int:
         q = queue()
-        worker = SimpleWorker([q], connection=q.connection)
+        # The urgent queue first, as every PortalWorker serves it (composer/worker.py).
+        worker = SimpleWorker([queue(URGENT), q], connection=q.connection)
         worker.work(burst=True, max_jobs=max_jobs)
-        return q.count
+        return q.count + queue(URGENT).count
 
     return run
 

@@ -95,7 +95,7 @@ def test_refresh_from_the_helpdesk_page_runs_and_the_desktop_ends_available(
         confirm_url(desktop, "refresh"), {"q": "bob", "message": "Fixing your desktop, Bob."}
     )
     assert response.status_code == 302
-    assert response["Location"] == reverse("helpdesk") + "?q=bob"
+    assert response["Location"] == reverse("helpdesk") + f"?q=bob&watch={desktop.pk}"
 
     operation = Operation.objects.get(kind="refresh")
     assert operation.requested_by == users["helpdesk"]
@@ -106,7 +106,7 @@ def test_refresh_from_the_helpdesk_page_runs_and_the_desktop_ends_available(
     # Progress shows on the same page, which polls while the refresh is under way.
     live = helpdesk.get(response["Location"])
     assert b"Refresh the desktop" not in live.content
-    assert b"Refresh: Pending" in live.content
+    assert b"Refresh: waiting for the operation to start" in live.content
     assert b'hx-trigger="every 2s"' in live.content
     assert b"in progress" in live.content
 
@@ -137,8 +137,8 @@ def test_restart_of_a_desktop_in_use_warns_the_user_with_the_message(helpdesk, p
     assert task.status == OperationDesktop.Status.WAITING
     assert lab.sim.last_message("SUP-1") == "Restarting in a minute."
     live = helpdesk.get(reverse("helpdesk"), {"q": "alice"})
-    assert b": Waiting</span>" in live.content and b"hx-trigger" in live.content
-    assert b"logoff forced after grace" in live.content
+    assert b"Power (restart): alice.martin warned; logoff forced after grace" in live.content
+    assert b"hx-trigger" in live.content
 
 
 def test_log_off_ends_the_session(helpdesk, pool, lab, run_jobs):
@@ -151,6 +151,32 @@ def test_log_off_ends_the_session(helpdesk, pool, lab, run_jobs):
     desktop.refresh_from_db()
     assert (desktop.state, desktop.session_user) == (DesktopState.AVAILABLE, "")
     assert lab.sim.get_vm("SUP-3").session_user == ""
+
+
+def test_the_desktop_acted_on_stays_on_the_page_when_the_search_no_longer_matches_it(
+    helpdesk, pool, lab, run_jobs
+):
+    """Found by the user logged on, who the refresh logs off: the row stays, live, until the
+    refresh ends (issue 10, item 1)."""
+    lab.sim.start_session("SUP-3", "dave.jones")
+    reconcile()
+    desktop = Desktop.objects.get(name="SUP-3")
+    response = helpdesk.post(confirm_url(desktop, "refresh"), {"q": "dave"})
+    back = response["Location"]
+    assert back == reverse("helpdesk") + f"?q=dave&watch={desktop.pk}"
+    run_jobs()  # warned; the logoff waits out the grace period
+    Desktop.objects.filter(pk=desktop.pk).update(session_user="")  # then logged off
+    assert helpdesk.get(reverse("helpdesk"), {"q": "dave"}).context["desktops"] == []
+
+    live = helpdesk.get(back)
+    assert [d.name for d in live.context["desktops"]] == ["SUP-3"]
+    html = live.content.decode()
+    assert "(your last action)" in html and 'hx-trigger="every 2s"' in html
+    assert "Refresh: dave.jones warned; logoff forced after grace" in html
+    # Another search, or a hostile id, shows what matches and nothing else.
+    for watch in ("", "x", "-1", "99999999999999999999", "\u0663", str(desktop.pk + 100)):
+        page = helpdesk.get(reverse("helpdesk"), {"q": "dave", "watch": watch})
+        assert page.status_code == 200 and page.context["desktops"] == [], watch
 
 
 def test_a_desktop_already_in_an_operation_gets_no_second_one(helpdesk, pool):

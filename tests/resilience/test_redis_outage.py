@@ -52,7 +52,8 @@ def queue_redis(tmp_path_factory, monkeypatch):
     # A short folder name: a unix socket path is limited to about 100 characters.
     redis = QueueRedis(tmp_path_factory.mktemp("q"))
     # This process's queue (requests, the reconciler, run_jobs) goes there too.
-    monkeypatch.setitem(settings.RQ_QUEUES["default"], "URL", redis.url)
+    for name in ("default", "urgent"):
+        monkeypatch.setitem(settings.RQ_QUEUES[name], "URL", redis.url)
     yield redis
     if redis.process is not None:
         embedded_redis.stop(redis.process)
