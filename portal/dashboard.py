@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from composer import progress
 from composer.models import Operation
-from composer.queue import queue
+from composer.queue import URGENT, queue
 from composer.reconciler import _pid_alive
 from pools import usage
 from pools.models import Desktop, HypervisorEndpoint
@@ -141,7 +141,7 @@ def workers() -> dict:
     try:
         q = queue()
         found = Worker.all(connection=q.connection)
-        queued = q.count
+        queued = q.count + queue(URGENT).count
         scheduled = q.scheduled_job_registry.count
         now = timezone.now()
         rows = []

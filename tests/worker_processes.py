@@ -97,13 +97,15 @@ def wait_for(predicate, timeout=120, interval=0.05):
 def finish(operation, timeout=180):
     """Wait for the operation to end and the workers to be idle (the job that ends an
     operation goes on to clean up unused replicas)."""
-    from composer.queue import queue
+    from composer.queue import URGENT, queue
 
-    q = queue()
+    queues = (queue(), queue(URGENT))
 
     def done():
         operation.refresh_from_db()
-        return not operation.is_active and q.count == 0 and q.started_job_registry.count == 0
+        return not operation.is_active and all(
+            q.count == 0 and q.started_job_registry.count == 0 for q in queues
+        )
 
     wait_for(done, timeout=timeout, interval=0.1)
     return operation

@@ -1,5 +1,6 @@
 """Load the demo once: a simulated hypervisor, three datastores, two image versions, demo
-users and a pool of 10 desktops provisioned by the worker like any other pool."""
+users and a pool of 10 desktops provisioned by the worker like any other pool, each desktop
+assigned to a user, three of whom log on once it is provisioned."""
 
 import json
 import secrets
@@ -11,8 +12,10 @@ from django.db import transaction
 
 from composer import drivers
 from composer.inventory import sync_datastores
+from composer.queue import enqueue_on_commit
 from composer.services import PoolSpec, create_pool
 from pools.models import BaseImage, HypervisorEndpoint, ImageVersion, Overcommit
+from portal import demo
 from portal.roles import ADMINISTRATORS, AUDITORS, HELPDESK
 
 GIB = 1024
@@ -65,7 +68,7 @@ class Command(BaseCommand):
         path.chmod(0o600)
 
         admin = User.objects.get(username="admin")
-        create_pool(
+        provision = create_pool(
             admin,
             PoolSpec(
                 name="Engineering",
@@ -78,6 +81,10 @@ class Command(BaseCommand):
                 domain="corp.example",
             ),
         )
+        # Somebody for the helpdesk to help: each desktop has its user, and the first few
+        # log on once the pool is provisioned (portal/demo.py).
+        demo.assign_users(provision.pool)
+        enqueue_on_commit(demo.log_on_when_provisioned, f"demo-log-on-{provision.pk}", provision.pk)
         self.stdout.write(
             self.style.SUCCESS("Demo data loaded; the worker provisions pool Engineering.")
         )
