@@ -197,7 +197,18 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "quiet_denials": {"()": "portal.log_filters.QuietDenials"},
+        "failed_requests_only": {"()": "portal.log_filters.FailedRequestsOnly"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # axes logs every sign-in at INFO; failures and lockouts (WARNING) are also in the audit log.
-    "loggers": {"rq.worker": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "rq.worker": {"level": "WARNING"},
+        # axes logs every sign-in at INFO; failures and lockouts (WARNING) are audited too.
+        "axes": {"level": "WARNING"},
+        # A denial is one INFO line; the dev server's line per request (polls every 2 s)
+        # only for failures (portal/log_filters.py).
+        "django.request": {"filters": ["quiet_denials"]},
+        "django.server": {"filters": ["failed_requests_only"]},
+    },
 }

@@ -8,9 +8,9 @@ crash does not stop the portal. Ctrl-C stops all of them.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from portal import embedded_redis
-from portal.management.commands.demo_data import LOGINS_FILE
+from portal.management.commands.demo_logins import demo_logins
 
 # A child that ran this long was healthy: if it exits, start it again after 1 s.
 HEALTHY_RUN = 60.0
@@ -62,6 +62,10 @@ class Command(BaseCommand):
         self.backoff: dict[str, float] = {}
         self.started_at: dict[str, float] = {}
         self.stopping = False
+        # Before anything starts: a second `make run` must not start a second worker and Redis
+        # client for the first one's data, then fail on the port.
+        _check_port_free(port)
+        self.port, self.announced = port, False
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
         try:
@@ -96,7 +100,7 @@ class Command(BaseCommand):
         # The reconciler every minute: resumes work of dead workers, ends stuck desktops.
         self._spawn("cron", [*manage, "runcron", "--logging-level", "WARNING"])
         self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
-        self._print_banner(port)
+        self._print_banner()
 
     def _start_vcsim(self) -> None:
         from django.contrib.auth.models import User
@@ -131,17 +135,20 @@ class Command(BaseCommand):
         self.started_at[name] = time.monotonic()
         self.children.append((name, start()))
 
-    def _print_banner(self, port: int) -> None:
-        lines = [f"Portal: http://127.0.0.1:{port}/  (Ctrl-C stops everything)"]
-        logins = settings.DATA_DIR / LOGINS_FILE
-        if logins.exists():
-            lines.append("Demo logins:")
-            for user, password in json.loads(logins.read_text()).items():
-                lines.append(f"  {user:<9} {password}")
-        self.stdout.write(self.style.SUCCESS("\n".join(lines)))
+    def _print_banner(self, up: bool = False) -> None:
+        state = "is up" if up else "is starting"
+        banner = [f"Portal {state}: http://127.0.0.1:{self.port}/  (Ctrl-C stops everything)"]
+        banner += demo_logins(settings.DATA_DIR)
+        if up:
+            banner.append("(`manage.py demo_logins` prints the logins again.)")
+        self.stdout.write(self.style.SUCCESS("\n".join(banner)))
 
     def _watch(self) -> None:
         while not self.stopping:
+            if not self.announced and _answers(self.port):
+                # Again once it answers, below whatever the children printed on starting.
+                self.announced = True
+                self._print_banner(up=True)
             for index, (name, process) in enumerate(self.children):
                 if process.poll() is None or self.stopping:
                     continue
@@ -181,3 +188,22 @@ class Command(BaseCommand):
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         self.stdout.write("Stopped.")
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise CommandError(
+                f"Port {port} on 127.0.0.1 is in use ({exc.strerror}): is the portal already "
+                f"running (another `make run`)? Stop it, or choose another port: "
+                f"make run PORT={port + 1}"
+            ) from None
+
+
+def _answers(port: int) -> bool:
+    """Whether the web server accepts connections yet."""
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,33 @@
+"""Logging filters that keep the terminal readable (settings.LOGGING).
+
+A denial is an ordinary answer to a user (the audit log has it), not a fault: one line at
+INFO, without the traceback Django attaches to every 403. And the development server's line
+per request, most of them htmx polls every 2 s, is not logged at INFO: a request line is kept
+only when it failed (4xx other than a denial, 5xx).
+"""
+
+from __future__ import annotations
+
+import logging
+
+
+class QuietDenials(logging.Filter):
+    """django.request: a 403 becomes one INFO line, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) == 403:
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+class FailedRequestsOnly(logging.Filter):
+    """django.server: keep the request lines of failures; django.request already said a
+    denial once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if status is None:
+            return True  # not a request line (the server starting, an error)
+        return status >= 400 and status != 403
