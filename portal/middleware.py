@@ -84,3 +84,27 @@ class QueueOutageMiddleware:
                 "will start on its own when the job queue is back.",
             )
         return response
+
+
+class OwnNotFoundPageMiddleware:
+    """With DEBUG on (`make run`), Django answers an unknown address with its technical 404
+    page: unstyled (its inline style is blocked by our Content-Security-Policy) and listing
+    every URL pattern of the site. Answer with the portal's own 404 page instead, as with
+    DEBUG off. (Tracebacks of real errors stay Django's: those help a developer.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.conf import settings
+        from django.shortcuts import render
+
+        response = self.get_response(request)
+        if (
+            settings.DEBUG
+            and response.status_code == 404
+            and response.get("Content-Type", "").startswith("text/html")
+            and not getattr(response, "portal_page", False)
+        ):
+            response = render(request, "404.html", status=404)
+        return response

@@ -57,6 +57,8 @@ MIDDLEWARE = [
     "portal.middleware.RejectNulMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # The portal's 404 page under DEBUG too, rendered with the user and messages above.
+    "portal.middleware.OwnNotFoundPageMiddleware",
     # Inside the messages: it tells the user when saved work could not be queued yet.
     "portal.middleware.QueueOutageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -37,6 +37,7 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     re_path(rf"^admin/django_rq/dashboard/{NON_ASCII_TOKEN}", refuse_token),
     path("admin/", admin.site.urls),
+    path("favicon.ico", views.favicon),
 ]
 
 # A database outage answers 503 with the portal's own page (portal/views.py).

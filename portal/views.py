@@ -3,9 +3,11 @@ from __future__ import annotations
 import sys
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse, HttpResponseServerError
 from django.shortcuts import redirect, render
 from django.template import loader
+from django.templatetags.static import static
 from django.views.defaults import server_error as django_server_error
 
 from portal import dashboard as dashboard_data
@@ -44,3 +46,9 @@ def server_error(request):
     response = HttpResponse(body, status=503)
     response["Retry-After"] = "10"
     return response
+
+
+@login_not_required
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says."""
+    return redirect(static("portal/favicon.svg"), permanent=True)
