@@ -160,7 +160,7 @@ def refuse(operation_id: int, message: str) -> None:
             actor=operation.requested_by,
             action=operation.kind,
             outcome="refused",
-            target=operation.pool,
+            target=operation.audit_target(),
             operation=operation,
             message=message,
         )
@@ -195,7 +195,7 @@ def finish_if_done(operation_id: int) -> bool:
             actor=operation.requested_by,
             action=operation.kind,
             outcome=operation.status,
-            target=operation.pool,
+            target=operation.audit_target(),
             operation=operation,
             parameters={
                 "succeeded": succeeded,

@@ -101,6 +101,15 @@ class Operation(models.Model):
     def job_id(self) -> str:
         return f"operation-{self.pk}"
 
+    def audit_target(self):
+        """What the audit log names as its target: the one desktop it acts on (a helpdesk
+        refresh is about that desktop, not its pool), else its pool (whose desktops the
+        event's details list)."""
+        tasks = list(self.tasks.exclude(desktop=None).select_related("desktop")[:2])
+        if len(tasks) == 1:
+            return tasks[0].desktop
+        return self.pool
+
     @property
     def queue_name(self) -> str:
         """The RQ queue of its jobs (composer/queue.py)."""

@@ -437,7 +437,7 @@ def discard(actor, operation: Operation, request=None) -> None:
             actor=actor,
             action=operation.kind,
             outcome="cancelled",
-            target=operation.pool,
+            target=operation.audit_target(),
             operation=operation,
             message="plan discarded",
             request=request,
@@ -569,7 +569,7 @@ def _activate(operation: Operation, actor, request) -> None:
             actor=actor,
             action=replaced.kind,
             outcome="cancelled",
-            target=replaced.pool,
+            target=replaced.audit_target(),
             operation=replaced,
             message=replaced.error,
             request=request,
@@ -578,9 +578,13 @@ def _activate(operation: Operation, actor, request) -> None:
         actor=actor,
         action=operation.kind,
         outcome=Outcome.REQUESTED,
-        target=operation.pool,
+        target=operation.audit_target(),
         operation=operation,
-        parameters={"desktops": len(desktop_ids), **_option_parameters(operation)},
+        parameters={
+            "desktops": len(desktop_ids),
+            "desktop_names": _names(operation),
+            **_option_parameters(operation),
+        },
         request=request,
     )
     if operation.scheduled_for:
@@ -608,8 +612,22 @@ def _option_parameters(operation: Operation) -> dict:
         "logoff_policy": operation.logoff_policy,
         "grace_seconds": operation.grace_seconds,
         "stop_on_error": operation.stop_on_error,
+        # What the logged-on users were told (helpdesk's message, or the engine's warning).
+        "warning_message": operation.warning_message,
         **{k: v for k, v in operation.options.items()},
     }
+
+
+# Desktop names an audit event lists; the count is there in full.
+NAMES_AUDITED = 50
+
+
+def _names(operation: Operation) -> list[str]:
+    return list(
+        operation.tasks.filter(status=TaskStatus.PENDING)
+        .order_by("desktop_name")
+        .values_list("desktop_name", flat=True)[:NAMES_AUDITED]
+    )
 
 
 def attach_disk(actor, disk: PersistentDisk, desktop: Desktop, request=None) -> Operation:
@@ -639,7 +657,7 @@ def _control(actor, operation: Operation, action: str, request) -> Operation:
                 actor=actor,
                 action=f"{action}_operation",
                 outcome=Outcome.DENIED,
-                target=operation.pool,
+                target=operation.audit_target(),
                 operation=operation,
                 request=request,
             )
@@ -667,7 +685,7 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
             actor=actor,
             action="cancel_operation",
             outcome=Outcome.SUCCEEDED,
-            target=operation.pool,
+            target=operation.audit_target(),
             operation=operation,
             request=request,
         )
@@ -691,7 +709,7 @@ def _switch(actor, operation: Operation, action: str, old: str, new: str, reques
             actor=actor,
             action=f"{action}_operation",
             outcome=Outcome.SUCCEEDED,
-            target=operation.pool,
+            target=operation.audit_target(),
             operation=operation,
             request=request,
         )

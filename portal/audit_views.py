@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from pools.models import Desktop, Pool
 from portal.audit import Outcome, record
+from portal.audit_labels import action_name, details_json
 from portal.models import AuditEvent
 from portal.permissions import require
 from portal.roles import ADMINISTRATORS, AUDITORS, HELPDESK
@@ -48,10 +49,12 @@ CSV_HEADER = [
     "who",
     "role",
     "action",
+    "action code",
     "target type",
     "target",
     "outcome",
     "message",
+    "details",
     "operation id",
     "request id",
     "ip",
@@ -89,7 +92,7 @@ class AuditFilterForm(forms.Form):
         # One query over the (action, at) index; a new action shows up without code changes.
         actions = AuditEvent.objects.order_by("action").values_list("action", flat=True)
         self.fields["action"].choices = [("", "Any action")] + [
-            (a, a.replace("_", " ")) for a in actions.distinct()
+            (a, action_name(a)) for a in actions.distinct()
         ]
 
     def clean(self):
@@ -187,11 +190,13 @@ def _csv_lines(events: QuerySet):
             timezone.localtime(e.at).isoformat(),
             e.actor_name,
             e.role,
+            action_name(e.action),
             e.action,
             e.target_type,
             e.target_name,
             e.outcome,
             e.message,
+            details_json(e.parameters),
             e.operation_id or "",
             e.request_id,
             e.ip or "",

@@ -249,6 +249,19 @@ class AuditEvent(models.Model):
         """Whether the row's content still matches its hash."""
         return compute_hash(self) == self.hash
 
+    @property
+    def action_display(self) -> str:
+        from portal.audit_labels import action_name
+
+        return action_name(self.action)
+
+    @property
+    def details(self) -> list[tuple[str, str]]:
+        """The parameters as labelled fields (portal/audit_labels.py)."""
+        from portal.audit_labels import details
+
+        return details(self.parameters)
+
     def _normalize(self) -> None:
         """Give every hashed field the value the database will give back, so the hash
         computed now matches the one recomputed from the stored row."""

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from portal.audit import Outcome, record
+from portal.audit_labels import action_name
 
 
 def deny(request, action: str, target=None) -> PermissionDenied:
@@ -20,7 +21,8 @@ def deny(request, action: str, target=None) -> PermissionDenied:
             parameters={"method": request.method, "path": request.path},
             request=request,
         )
-    return PermissionDenied(f"You are not allowed to {action.replace('_', ' ')}.")
+    # "Your role does not allow you to view the audit log."
+    return PermissionDenied(f"Your role does not allow you to {action_name(action).lower()}.")
 
 
 def require(*perms: str, action: str):

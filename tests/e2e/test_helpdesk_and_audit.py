@@ -101,7 +101,7 @@ def test_helpdesk_refreshes_and_auditor_reviews(page, live_server, users, lab, p
     page.click("button:has-text('Filter')")
     rows = page.locator("table tbody tr")
     text = rows.all_inner_texts()
-    assert text and all("hal" in r and "refresh" in r for r in text)
+    assert text and all("hal" in r and "Refresh" in r for r in text)
     assert any("Succeeded" in r for r in text) and any("Requested" in r for r in text)
     shot(page, "audit-log")
     with page.expect_download() as download:

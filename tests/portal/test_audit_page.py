@@ -237,10 +237,12 @@ def test_csv_has_exactly_the_filtered_rows_of_every_page(auditor, db):
         "who",
         "role",
         "action",
+        "action code",
         "target type",
         "target",
         "outcome",
         "message",
+        "details",
         "operation id",
         "request id",
         "ip",
@@ -248,11 +250,11 @@ def test_csv_has_exactly_the_filtered_rows_of_every_page(auditor, db):
     ]
     body = rows[1:]
     assert len(body) == 130
-    assert [r[7] for r in body] == [f"denied-{i}" for i in range(129, -1, -1)]  # newest first
-    assert {r[6] for r in body} == {"denied"}
+    assert [r[8] for r in body] == [f"denied-{i}" for i in range(129, -1, -1)]  # newest first
+    assert {r[7] for r in body} == {"denied"}
     first = AuditEvent.objects.get(message="denied-129")
     assert body[0][0] == timezone.localtime(first.at).isoformat()
-    assert body[0][10] == "10.0.0.9" and body[0][11] == first.hash
+    assert body[0][12] == "10.0.0.9" and body[0][13] == first.hash
     assert len(exported(auditor, outcome="denied", date_from="2026-03-02")[1:]) == 70
 
 
@@ -267,8 +269,8 @@ def test_csv_cells_cannot_run_as_formulas(auditor, db):
     row = exported(auditor)[1]
     assert row[1] == "'@admin"
     assert row[2] == "'-2+3"
-    assert row[5] == "'+cmd|' /C calc'!A0"
-    assert row[7] == '\'=HYPERLINK("http://evil.example","click")'
+    assert row[6] == "'+cmd|' /C calc'!A0"
+    assert row[8] == '\'=HYPERLINK("http://evil.example","click")'
     assert not any(cell[:1] in "=+-@" for cell in row if cell)
 
 

@@ -1,6 +1,10 @@
 """The helpdesk page: find a user's desktop, refresh, restart or log it off, watch it live;
 and nothing else for helpdesk staff."""
 
+import csv
+import io
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -251,3 +255,46 @@ def test_a_desktop_being_built_cannot_be_acted_on(helpdesk, pool):
     refused = helpdesk.post(confirm_url(desktop, "refresh"), {}, follow=True)
     assert b"SUP-2 is provisioning: try later." in refused.content
     assert Operation.objects.count() == 1
+
+
+def test_the_audit_log_names_the_desktop_and_the_message_in_words(
+    helpdesk, pool, users, run_jobs, client
+):
+    """Issue 10, item 8: a helpdesk refresh is logged against the desktop, with the message
+    to the user; the page shows labelled details and action names, the CSV a details column."""
+    desktop = Desktop.objects.get(name="SUP-2")
+    helpdesk.post(confirm_url(desktop, "refresh"), {"q": "bob", "message": "Fixing it, Bob."})
+    run_jobs()
+    events = AuditEvent.objects.filter(action="refresh").order_by("id")
+    assert [e.outcome for e in events] == ["requested", "succeeded"]
+    for e in events:
+        assert (e.target_type, e.target_id, e.target_name) == ("desktop", str(desktop.pk), "SUP-2")
+    requested = events[0]
+    assert requested.parameters["warning_message"] == "Fixing it, Bob."
+    assert requested.parameters["desktop_names"] == ["SUP-2"]
+
+    client.force_login(users["auditor"])
+    page = client.get(reverse("audit"), {"action": "refresh"})
+    html = page.content.decode()
+    assert "<dt>Message to the user</dt><dd>Fixing it, Bob.</dd>" in html
+    assert "<dt>Logoff policy</dt><dd>force</dd>" in html
+    assert "{&#x27;" not in html  # no raw dict
+    actions = dict(page.context["form"].fields["action"].choices)
+    assert actions["refresh"] == "Refresh" and actions["create_pool"] == "Create a pool"
+    assert f'href="{desktop.get_absolute_url()}"' in html  # the target links to the desktop
+
+    export = client.get(reverse("audit_export"), {"action": "refresh"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    header, body = rows[0], rows[1:]
+    assert header[3:5] == ["action", "action code"] and "details" in header
+    requested_row = body[-1]
+    assert requested_row[3:5] == ["Refresh", "refresh"]
+    assert requested_row[6] == "SUP-2"
+    details = json.loads(requested_row[header.index("details")])
+    assert details["warning_message"] == "Fixing it, Bob."
+
+
+def test_a_denial_names_the_action_in_words(helpdesk):
+    page = helpdesk.get(reverse("audit"))
+    assert page.status_code == 403
+    assert b"Your role does not allow you to view the audit log." in page.content
