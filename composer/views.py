@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from composer import drivers, eta, progress, services
+from composer import dispatch, drivers, progress, services
 from composer.drivers.base import DriverError
+from composer.forms import OPERATE_KINDS
 from composer.models import Operation, OperationDesktop
 from pools.models import ImageVersion, PoolDatastore
 from portal.permissions import require
@@ -74,16 +78,26 @@ def operation_list(request):
 
 @require("composer.view_operation", action="view_operation")
 def operation_detail(request, pk: int):
-    operation = get_object_or_404(Operation.objects.select_related("requested_by", "pool"), pk=pk)
+    operation = get_object_or_404(
+        Operation.objects.select_related("requested_by", "pool__endpoint"), pk=pk
+    )
     progress.attach(operation)
     end = operation.finished_at or timezone.now()
     running = operation.status == Status.RUNNING
+    tasks = list(operation.tasks.select_related("desktop").order_by("desktop_name"))
+    for task in tasks:
+        task.operation = operation  # loaded once, for the waiting reasons
+    reasons = dispatch.waiting_reasons(tasks) if operation.is_active else {}
+    for task in tasks:
+        # Pending, handed out or paused: why it waits ("waiting for a free slot: 8 of 8").
+        task.waiting_for = "" if task.status == TaskStatus.WAITING else reasons.get(task.pk, "")
     context = {
         "operation": operation,
-        "tasks": operation.tasks.select_related("desktop").order_by("desktop_name"),
+        "tasks": tasks,
+        "carry_on": _carry_on(operation, tasks),
         "elapsed": (end - operation.started_at) if operation.started_at else None,
         "estimating": running,
-        "remaining_time": _remaining_time(operation) if running else None,
+        "remaining_time": progress.remaining(operation, timezone.now()) if running else None,
         "controls": [name for name, statuses in CONTROLS.items() if operation.status in statuses],
         "kind_options": _kind_options(operation),
         "planned": operation.kind in services.PLANNED_KINDS and bool(operation.plan),
@@ -95,17 +109,21 @@ def operation_detail(request, pk: int):
     return render(request, "composer/operation_detail.html", context)
 
 
-def _remaining_time(operation: Operation):
-    durations = [
-        finished - started
-        for started, finished in operation.tasks.filter(
-            status__in=[TaskStatus.SUCCEEDED, TaskStatus.FAILED],
-            started_at__isnull=False,
-            finished_at__isnull=False,
-        ).values_list("started_at", "finished_at")
+def _carry_on(operation: Operation, tasks) -> dict | None:
+    """For an ended operation that halted or failed desktops that still exist: the link
+    that runs the same kind again on just those, so an operator can carry on."""
+    if operation.is_active or operation.pool is None or operation.kind not in OPERATE_KINDS:
+        return None
+    left = [
+        t.desktop_id
+        for t in tasks
+        if t.status in (TaskStatus.HALTED, TaskStatus.FAILED) and t.desktop_id is not None
     ]
-    counted = operation.progress
-    return eta.estimate(durations, counted.total - counted.done, counted.in_flight)
+    if not left:
+        return None
+    query = urlencode([("desktop", pk) for pk in left])
+    url = reverse("pools:operate", args=[operation.pool_id, operation.kind])
+    return {"count": len(left), "url": f"{url}?{query}"}
 
 
 def _kind_options(operation: Operation) -> list[tuple[str, str]]:
@@ -232,26 +250,42 @@ def plan_discard(request, pk: int):
 # -- controlling an operation -----------------------------------------------------------------
 
 
-def _control_view(action: str):
+def _control(request, pk: int, action: str):
     run = {"cancel": services.cancel, "pause": services.pause, "resume": services.resume}[action]
+    operation = get_object_or_404(Operation, pk=pk)
+    try:
+        operation = run(request.user, operation, request=request)
+    except services.OperationRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        operation.refresh_from_db()  # a cancel with nothing in flight ends at once
+        messages.success(request, f"{operation}: {operation.get_status_display().lower()}.")
+    return redirect("composer:operation", pk=pk)
 
+
+def _control_view(action: str):
     @require_POST
     @require("pools.run_maintenance", action=f"{action}_operation")
     def view(request, pk: int):
-        operation = get_object_or_404(Operation, pk=pk)
-        try:
-            operation = run(request.user, operation, request=request)
-        except services.OperationRefused as exc:
-            messages.error(request, str(exc))
-        else:
-            operation.refresh_from_db()  # a cancel with nothing in flight ends at once
-            messages.success(request, f"{operation}: {operation.get_status_display().lower()}.")
-        return redirect("composer:operation", pk=pk)
+        return _control(request, pk, action)
 
     view.__name__ = f"operation_{action}"
     return view
 
 
-operation_cancel = _control_view("cancel")
+@require("pools.run_maintenance", action="cancel_operation")
+def operation_cancel(request, pk: int):
+    """Cancelling cannot be undone, so it asks first. GET (or a POST without the answer):
+    what cancelling will do, to confirm. POST confirmed=yes: cancel."""
+    if request.method == "POST" and request.POST.get("confirmed") == "yes":
+        return _control(request, pk, "cancel")
+    operation = get_object_or_404(Operation.objects.select_related("pool"), pk=pk)
+    if operation.status not in CONTROLS["cancel"]:
+        messages.error(request, f"{operation} is {operation.get_status_display().lower()}.")
+        return redirect("composer:operation", pk=pk)
+    progress.attach(operation)
+    return render(request, "composer/operation_cancel.html", {"operation": operation})
+
+
 operation_pause = _control_view("pause")
 operation_resume = _control_view("resume")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -8,6 +10,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from composer import drivers, images, naming, progress, services
@@ -249,6 +252,15 @@ def _desktop_table(request, pool: Pool) -> dict:
         "sort_links": {link["key"]: link for link in sort_links},
         "active_operations": progress.attach_all(active),
         "recent_operations": Operation.objects.filter(pool=pool).order_by("-requested_at")[:5],
+        # The result of what just ended, in the live part: the last poll of an operation
+        # shows how it ended instead of its progress block just vanishing.
+        "just_ended": progress.attach_all(
+            Operation.objects.filter(
+                pool=pool,
+                status__in=Operation.FINISHED,
+                finished_at__gte=timezone.now() - JUST_ENDED,
+            ).order_by("-finished_at")[:3]
+        ),
         "operate_kinds": [(kind, Operation.Kind(kind).label) for kind in OPERATE_KINDS],
         "live": bool(active),
         "poll_seconds": settings.POLL_SECONDS,
@@ -353,6 +365,10 @@ def _selection(pool: Pool, raw_ids: list[str], marked: bool):
         return resolve_desktops(pool, raw_ids), ""
     except ValidationError as exc:
         return [], exc.messages[0]
+
+
+# How long an ended operation's result stays on its pool's page.
+JUST_ENDED = timedelta(minutes=10)
 
 
 def pool_operate(request, pk: int, kind: str):

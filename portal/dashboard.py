@@ -111,7 +111,8 @@ def operations(now) -> dict:
             Operation.objects.filter(status__in=[S.QUEUED, S.RUNNING, S.PAUSED, S.CANCELLING])
             .select_related("requested_by")
             .order_by("requested_at")[:SHOWN]
-        )
+        ),
+        now,
     )
     for op in running:
         op.finish_at = now + op.remaining if op.remaining is not None else None

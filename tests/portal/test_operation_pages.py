@@ -255,9 +255,9 @@ def test_a_future_schedule_shows_its_time_and_can_be_cancelled(client, users, la
     assert operation.options == {"action": "restart"}
     page = client.get(response["Location"]).content.decode()
     assert f"scheduled for {later:%Y-%m-%d %H:%M}" in page
-    assert "Cancel</button>" in page and "Pause</button>" not in page
+    assert "Cancel&hellip;</a>" in page and "Pause</button>" not in page
 
-    client.post(reverse("composer:cancel", args=[operation.pk]))
+    client.post(reverse("composer:cancel", args=[operation.pk]), {"confirmed": "yes"})
     operation.refresh_from_db()
     assert operation.status == Status.CANCELLED
 
@@ -306,9 +306,20 @@ def test_cancel_button_on_a_queued_operation_ends_it_cancelled(client, users, la
     operation = Operation.objects.get(kind="refresh")
     assert operation.status == Status.QUEUED
     page = client.get(response["Location"]).content.decode()
-    assert "Cancel</button>" in page and "Resume</button>" not in page
+    assert "Cancel&hellip;</a>" in page and "Resume</button>" not in page
 
-    response = client.post(reverse("composer:cancel", args=[operation.pk]))
+    # Cancel asks first (issue 10, item 5): the button leads to what it will do; a POST
+    # without the answer changes nothing.
+    cancel = reverse("composer:cancel", args=[operation.pk])
+    asked = client.get(cancel).content.decode()
+    assert f"Cancel {operation}?" in asked and "This cannot be undone" in asked
+    assert "6 desktops not started yet are halted" in asked
+    assert 'button type="submit" class="danger">Cancel the operation' in asked
+    assert client.post(cancel).status_code == 200
+    operation.refresh_from_db()
+    assert operation.status == Status.QUEUED
+
+    response = client.post(cancel, {"confirmed": "yes"})
     assert response["Location"] == reverse("composer:operation", args=[operation.pk])
     operation.refresh_from_db()
     assert operation.status == Status.CANCELLED
@@ -318,11 +329,19 @@ def test_cancel_button_on_a_queued_operation_ends_it_cancelled(client, users, la
     assert calls(lab, "revert") == []
     assert set(operation.tasks.values_list("status", flat=True)) == {"halted"}
     page = client.get(reverse("composer:operation", args=[operation.pk])).content.decode()
-    assert "Cancel</button>" not in page
+    assert "Cancel&hellip;</a>" not in page
+    # A cancelled operation does not look successful: nothing is done, the bar is red, and
+    # the page offers to carry on with the halted desktops.
+    assert "0 of 6 desktops done" in page and "6 halted or skipped" in page
+    assert 'class="progress outcome-bad"' in page
+    carry_on = reverse("pools:operate", args=[pool.pk, "refresh"])
+    assert f'href="{carry_on}?desktop=' in page and "Carry on: refresh them" in page
     # Cancelling it again is refused with a message.
-    again = client.post(reverse("composer:cancel", args=[operation.pk]), follow=True)
+    again = client.post(cancel, {"confirmed": "yes"}, follow=True)
     assert again.status_code == 200
     assert b"The operation is cancelled" in again.content
+    asked_again = client.get(cancel, follow=True)
+    assert f"{operation} is cancelled.".encode() in asked_again.content
 
 
 def test_pause_and_resume_a_running_operation(client, users, lab, pool, run_jobs):
@@ -335,12 +354,23 @@ def test_pause_and_resume_a_running_operation(client, users, lab, pool, run_jobs
     running = client.get(url).content.decode()
     assert "Pause</button>" in running and "Resume</button>" not in running
     assert "Time to finish" in running and "estimating" in running
+    # Handed out is not in progress: nobody works on them until a worker takes them
+    # (issue 10, item 4); the others say why they wait.
+    in_flight = operation.tasks.filter(status="dispatched").count()
+    assert in_flight and "in progress" not in running
+    assert f"{in_flight} waiting for a worker" in running
+    assert running.count(">Waiting for a worker</span>") == in_flight
+    if in_flight < 6:
+        assert f"{6 - in_flight} not started" in running
 
     client.post(reverse("composer:pause", args=[operation.pk]))
     operation.refresh_from_db()
     assert operation.status == Status.PAUSED
     paused = client.get(url).content.decode()
     assert "Resume</button>" in paused and "Pause</button>" not in paused
+    # Paused reads as paused, not busy (issue 10, item 6).
+    assert "6 waiting (paused)" in paused and "waiting for a worker" not in paused
+    assert paused.count(">Waiting (paused)</span>") == 6 and ">Dispatched<" not in paused
 
     client.post(reverse("composer:resume", args=[operation.pk]))
     run_jobs()
@@ -428,9 +458,31 @@ def test_waiting_desktop_shows_why_on_the_operation_page(client, users, lab, poo
     assert f'<span class="waiting">{task.error}' in page
 
 
-def test_estimate_averages_finished_desktops_over_those_in_flight():
+def test_the_estimate_is_the_throughput_so_far_applied_to_the_desktops_left():
     minute = timedelta(minutes=1)
-    assert eta.estimate([], remaining=10, in_flight=2) is None
-    assert eta.estimate([minute, 3 * minute], remaining=8, in_flight=4) == 4 * minute
-    assert eta.estimate([minute], remaining=3, in_flight=0) == 3 * minute
-    assert eta.estimate([minute], remaining=0, in_flight=0) == timedelta(0)
+    assert eta.estimate(worked=0, remaining=10, elapsed=5 * minute) is None
+    # 65 of 250 after 4.6 minutes: 185 left at that pace, whatever number is in flight.
+    assert eta.estimate(worked=65, remaining=185, elapsed=4.6 * minute) == 185 * 4.6 * minute / 65
+    assert eta.estimate(worked=4, remaining=8, elapsed=4 * minute) == 8 * minute
+    assert eta.estimate(worked=3, remaining=0, elapsed=minute) == timedelta(0)
+    assert eta.estimate(worked=3, remaining=2, elapsed=timedelta(0)) is None
+
+
+def test_the_live_pool_page_ends_with_the_result_and_the_list_up_to_date(
+    client, users, lab, pool, run_jobs
+):
+    """Issue 10, item 7: the last poll of the pool page shows how the operation ended, and
+    its "Recent operations" (inside the live part) no longer says Queued."""
+    client.post(operate_url(pool, "refresh"), options())
+    operation = Operation.objects.get(kind="refresh")
+    live = client.get(pool.get_absolute_url(), headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in live and 'id="recent-operations"' in live
+    assert f'{operation}</a> <span class="status status-queued">Queued</span>' in live
+    assert "hx-trigger" in live
+
+    run_jobs()
+    last = client.get(pool.get_absolute_url(), headers={"HX-Request": "true"}).content.decode()
+    assert "hx-trigger" not in last  # the last poll
+    assert f'{operation}</a> <span class="status status-succeeded">Succeeded</span>' in last
+    assert 'class="result result-ok" role="status"' in last
+    assert "6 of 6 desktops done." in last

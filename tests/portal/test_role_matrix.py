@@ -58,7 +58,7 @@ MATRIX = {
     "composer:plan": ("draft", READERS, READERS),
     "composer:approve": ("draft", None, {ADMIN}),
     "composer:discard": ("draft", None, {ADMIN}),
-    "composer:cancel": ("operation", None, {ADMIN}),
+    "composer:cancel": ("operation", {ADMIN}, {ADMIN}),  # GET asks to confirm
     "composer:pause": ("operation", None, {ADMIN}),
     "composer:resume": ("operation", None, {ADMIN}),
 }
