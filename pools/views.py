@@ -409,6 +409,9 @@ def pool_operate(request, pk: int, kind: str):
             "pool": pool,
             "kind": kind,
             "kind_label": Operation.Kind(kind).label,
+            "title": _operation_title(kind, pool, [] if selection_error else chosen),
+            # Irreversible: the button looks it (a deleted VM, a user's lost session).
+            "dangerous": kind in (Operation.Kind.DELETE, Operation.Kind.LOGOFF),
             "planned": kind in services.PLANNED_KINDS,
             "sessions_known": drivers.reports_sessions(pool.endpoint),
             "form": form,
@@ -420,6 +423,19 @@ def pool_operate(request, pk: int, kind: str):
             "back": _back_url(request, pool, chosen),
         },
     )
+
+
+def _operation_title(kind: str, pool: Pool, chosen) -> str:
+    """What the form does, naming the object: "Delete desktop SAL-04", "Refresh 3 desktops
+    of pool Sales", "Delete pool Sales"."""
+    label = Operation.Kind(kind).label
+    if chosen is None:
+        return f"{label} pool {pool.name}"
+    if not chosen:  # a selection that could not be read: the form says why
+        return f"{label} desktops of pool {pool.name}"
+    if len(chosen) == 1:
+        return f"{label} desktop {chosen[0].name}"
+    return f"{label} {len(chosen)} desktops of pool {pool.name}"
 
 
 def _submit(request, pool: Pool, kind: str, form: OperationForm):

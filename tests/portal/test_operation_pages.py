@@ -486,3 +486,22 @@ def test_the_live_pool_page_ends_with_the_result_and_the_list_up_to_date(
     assert f'{operation}</a> <span class="status status-succeeded">Succeeded</span>' in last
     assert 'class="result result-ok" role="status"' in last
     assert "6 of 6 desktops done." in last
+
+
+def test_the_form_names_what_it_acts_on_and_irreversible_buttons_look_it(client, pool):
+    """Issue 10, item 10: "Delete desktop SAL-04", not "Delete Sales", on a red button."""
+    one, two = desktop("SAL-04"), desktop("SAL-05")
+    page = client.get(operate_url(pool, "delete"), {"desktop": one.pk, "selection": 1})
+    html = page.content.decode()
+    assert "<h1>Delete desktop SAL-04</h1>" in html
+    assert '<button type="submit" class="danger">Delete desktop SAL-04</button>' in html
+    several = client.get(operate_url(pool, "delete"), {"desktop": [one.pk, two.pk]})
+    assert b"<h1>Delete 2 desktops of pool Sales</h1>" in several.content
+    whole = client.get(operate_url(pool, "delete")).content.decode()
+    assert '<button type="submit" class="danger">Delete pool Sales</button>' in whole
+    logoff = client.get(operate_url(pool, "logoff"), {"desktop": one.pk}).content.decode()
+    assert '<button type="submit" class="danger">Log off desktop SAL-04</button>' in logoff
+    refresh = client.get(operate_url(pool, "refresh"), {"desktop": one.pk}).content.decode()
+    assert '<button type="submit" class="primary">Refresh desktop SAL-04</button>' in refresh
+    nothing = client.get(operate_url(pool, "refresh"), {"selection": 1}).content.decode()
+    assert "<h1>Refresh desktops of pool Sales</h1>" in nothing
