@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from composer.models import Operation
 from composer.services import Options
+from pools import desktop_filters
 from pools.models import MAX_ID, Desktop, ImageVersion, Pool
 
 Kind = Operation.Kind
@@ -88,6 +89,10 @@ class OperationForm(forms.Form):
     # Set by the pool page's selection bar: an empty selection then means "nothing chosen",
     # never "the whole pool".
     selection = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # "All N matching this filter" on the pool page: the filter itself (a query string such
+    # as "state=error"), resolved to desktops when the form is shown and again when it is
+    # sent, instead of thousands of ids.
+    match = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 
     image_version = forms.ModelChoiceField(
         queryset=ImageVersion.objects.none(), empty_label=None, label="Target image version"
@@ -179,6 +184,10 @@ class OperationForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        if data.get("match") and "desktop" not in self.errors:
+            data["desktop"] = desktop_filters.matching(self.pool, data["match"])
+            if not data["desktop"]:
+                self.add_error("desktop", "No desktop matches this filter any more.")
         if data.get("selection") and "desktop" not in self.errors and not data.get("desktop"):
             self.add_error("desktop", "No desktops selected: tick them on the pool page first.")
         if data.get("when") == "later":

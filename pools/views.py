@@ -19,9 +19,10 @@ from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
 from composer.models import Operation, OperationDesktop
 from composer.services import create_pool, set_pool_datastores
-from pools import usage
+from pools import desktop_filters, usage
+from pools.desktop_filters import FLAGS, SORT_LABELS
 from pools.forms import PoolDatastoresForm, PoolForm
-from pools.models import MAX_ID, BaseImage, Datastore, Desktop, ImageVersion, Pool
+from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
 from portal.models import AuditEvent
 from portal.permissions import deny, require
@@ -79,87 +80,6 @@ def pool_detail(request, pk: int):
     return render(request, "pools/pool_detail.html", context)
 
 
-# Sort keys the desktop table accepts, and the columns each means. Anything else is ignored,
-# so no request can order by an arbitrary field. The name breaks ties, so pages are stable.
-SORTS = {
-    "name": ("name",),
-    "state": ("state", "name"),
-    # The id after the name keeps two hypervisors' same-named datastores apart.
-    "datastore": ("datastore__name", "datastore_id", "name"),
-    "user": ("assigned_user", "name"),
-    "changed": ("state_changed_at", "name"),
-}
-SORT_LABELS = {
-    "name": "Name",
-    "state": "State",
-    "datastore": "Datastore",
-    "user": "Assigned user",
-    "changed": "State since",
-}
-FLAGS = {
-    "missing": "Missing VM",
-    "halted": "Task halted",
-    "stuck": "Stuck",
-}
-
-
-def _int_param(value: str) -> int | None:
-    """An id from the query string, or None: not a number, or no row can have it."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if 0 < number <= MAX_ID else None
-
-
-def _desktop_filters(request) -> dict:
-    """The table's filters from the query string, each checked; bad values are dropped."""
-    get = request.GET
-    state = get.get("state", "")
-    flag = get.get("flag", "")
-    sort = get.get("sort", "name")
-    descending = sort.startswith("-")
-    if sort.lstrip("-") not in SORTS:
-        sort, descending = "name", False
-    return {
-        "state": state if state in DesktopState.values else "",
-        "flag": flag if flag in FLAGS else "",
-        "q": get.get("q", "").strip()[:100],
-        "user": get.get("user", "").strip()[:150],
-        "datastore": _int_param(get.get("datastore", "")),
-        "version": _int_param(get.get("version", "")),
-        "sort": sort.lstrip("-"),
-        "descending": descending,
-    }
-
-
-def filter_desktops(desktops, f: dict):
-    if f["state"]:
-        desktops = desktops.filter(state=f["state"])
-    if f["flag"] == "missing":
-        desktops = desktops.filter(missing=True)
-    elif f["flag"] == "halted":
-        desktops = desktops.filter(task_halted=True)
-    elif f["flag"] == "stuck":
-        desktops = desktops.filter(usage.stuck_q())
-    if f["q"]:
-        q = f["q"]
-        desktops = desktops.filter(
-            Q(name__icontains=q) | Q(assigned_user__icontains=q) | Q(session_user__icontains=q)
-        )
-    if f["user"]:
-        # Exact, so the assigned_user and session_user indexes answer it; partial is `q`.
-        desktops = desktops.filter(Q(assigned_user=f["user"]) | Q(session_user=f["user"]))
-    if f["datastore"]:
-        desktops = desktops.filter(datastore_id=f["datastore"])
-    if f["version"]:
-        desktops = desktops.filter(image_version_id=f["version"])
-    columns = SORTS[f["sort"]]
-    if f["descending"]:
-        columns = tuple(f"-{c}" for c in columns)
-    return desktops.order_by(*columns)
-
-
 def _query(request, **changes) -> str:
     """The current query string with some parameters changed (None removes one)."""
     params = request.GET.copy()
@@ -174,8 +94,8 @@ def _query(request, **changes) -> str:
 def _desktop_table(request, pool: Pool) -> dict:
     """The desktop table: filtered, sorted and paginated by the database with a fixed number
     of queries, whatever the size of the pool (tests/pools/test_pages_scale.py)."""
-    f = _desktop_filters(request)
-    desktops = filter_desktops(Desktop.objects.filter(pool=pool), f)
+    f = desktop_filters.parse(request.GET)
+    desktops = desktop_filters.apply(Desktop.objects.filter(pool=pool), f)
     # Paginate the ids, then fetch the page's rows: the database sorts and skips narrow
     # (index-only) rows, not whole desktops, which keeps deep pages of a big pool fast.
     page = Paginator(desktops.values_list("pk", flat=True), DESKTOPS_PER_PAGE).get_page(
@@ -241,6 +161,7 @@ def _desktop_table(request, pool: Pool) -> dict:
         "page": page,
         "filters": f,
         "filtered": filtered,
+        "filter_query": desktop_filters.query_of(f),
         "q": f["q"],
         "state": f["state"],
         "states": [(s, label, counts.get(s, 0)) for s, label in DesktopState.choices],
@@ -381,7 +302,10 @@ def pool_operate(request, pk: int, kind: str):
         raise Http404("No such operation.")
     pool = get_object_or_404(Pool.objects.select_related("endpoint", "image_version__image"), pk=pk)
     params = request.POST if request.method == "POST" else request.GET
+    match = params.get("match", "")[:2000]
     raw_ids = [raw for raw in params.getlist("desktop") if raw != ""]
+    if match:  # "all N matching this filter": the filter chooses, not ticked boxes
+        raw_ids = [str(d.pk) for d in desktop_filters.matching(pool, match)]
     if not _may_operate(request.user, kind, raw_ids):
         raise deny(request, kind, target=pool)
     marked = params.get("selection") in ("1", "True", "on")
@@ -397,7 +321,9 @@ def pool_operate(request, pk: int, kind: str):
                 form.add_error(None, f"The hypervisor did not answer: {exc}")
     else:
         form = OperationForm(
-            pool=pool, kind=kind, initial={"desktop": raw_ids, "selection": marked}
+            pool=pool,
+            kind=kind,
+            initial={"desktop": [] if match else raw_ids, "selection": marked, "match": match},
         )
     chosen, selection_error = _selection(pool, raw_ids, marked)
     if request.method == "POST" and "desktop" in form.errors:

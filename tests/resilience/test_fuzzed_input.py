@@ -84,7 +84,7 @@ from hypothesis.errors import NoSuchExample
 from composer import services
 from composer.models import Operation
 from composer.queue import queue
-from pools import views as pool_views
+from pools import desktop_filters
 from pools.models import BaseImage, Desktop, HypervisorEndpoint, Pool
 from pools.states import DesktopState
 from portal import helpdesk
@@ -289,7 +289,7 @@ def world(users, lab, make_pool, run_jobs, settings):
     unknown = {kind: (max(_ids(model.objects), default=0) + 1000) for kind, model in models.items()}
     unknown["datastore"] = unknown["version"] = 10_000
     usernames = [u.username for u in users.values()] + ["root", "alice", "bob"]
-    sorts = list(pool_views.SORTS)
+    sorts = list(desktop_filters.SORTS)
     words = {
         "desktop": [str(pk) for pk in ids["desktop"]["own"]],
         "q": ["FZ", "fz-1", "OT-1", "alice", "bob", "e"],
@@ -304,7 +304,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "page": ["1", "2", "last", "0", "-1", "99999999999999999999", "1.5"],
         "sort": sorts + [f"-{s}" for s in sorts],
         "state": list(DesktopState.values),
-        "flag": list(pool_views.FLAGS),
+        "flag": list(desktop_filters.FLAGS),
         "status": list(Operation.Status.values),
         "kind": list(Operation.Kind.values),
         "action": ["start", "shutdown", "restart", "login", "export_audit"],
