@@ -5,6 +5,7 @@ from django import forms
 from composer import naming
 from composer.capacity import DoesNotFit
 from composer.services import PoolSpec, plan_placement
+from pools import usage
 from pools.models import MAX_ID, Datastore, ImageVersion, Overcommit, Pool
 
 MAX_POOL_SIZE = 5000
@@ -70,6 +71,13 @@ class PoolForm(forms.Form):
     )
     max_concurrent_provisioning = forms.IntegerField(min_value=1, max_value=64, initial=8)
     domain = forms.CharField(max_length=255, required=False)
+    # Shown only when the datastores chosen would pass the dashboard's warning level.
+    accept_warnings = forms.BooleanField(
+        required=False,
+        label="Create it anyway",
+        widget=forms.HiddenInput,
+        help_text="The datastores above would be over their warning level.",
+    )
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -99,11 +107,18 @@ class PoolForm(forms.Form):
             return data
         self.spec = self.to_spec()
         try:
-            plan_placement(self.spec)
+            placement = plan_placement(self.spec)
         except DoesNotFit as exc:
             self.add_error("datastores", str(exc))
         except naming.NamingError as exc:
             self.add_error("naming_pattern", str(exc))
+        else:
+            warnings = usage.overcommit_warnings(placement, datastores, version, data["overcommit"])
+            if warnings and not data.get("accept_warnings"):
+                # Not refused: said, and created once the administrator confirms.
+                for warning in warnings:
+                    self.add_error("datastores", warning)
+                self.fields["accept_warnings"].widget = forms.CheckboxInput()
         return data
 
     def to_spec(self) -> PoolSpec:

@@ -363,3 +363,37 @@ def lineage():
     for row in versions.values():
         by_image[row.version.image_id].append(row)
     return [(image, by_image.get(image.pk, [])) for image in images]
+
+
+def overcommit_warnings(
+    placement: list[tuple[str, str]], datastores, version: ImageVersion, overcommit: int
+) -> list[str]:
+    """What a new pool's placement would push past the warning level on the dashboard: each
+    datastore's committed size (every clone at its parent disk's size) against capacity x
+    the strictest over-commit level of the pools selecting it, this one's included. A 15x
+    pool fits by its own level on a datastore that 4x pools share, yet turns it red."""
+    added = defaultdict(int)
+    for _, datastore_name in placement:
+        added[datastore_name] += 1
+    warnings = []
+    for row in datastore_usage([ds for ds in datastores if added.get(ds.name)]):
+        levels = [p.link.overcommit for p in row.pools if p.link.selected] + [overcommit]
+        bounded = [level for level in levels if level]
+        if not bounded or not row.capacity_mb:
+            continue  # unbounded: nothing to warn against
+        strictest = min(bounded)
+        committed = row.committed_mb + added[row.datastore.name] * version.disk_mb
+        percent = 100.0 * committed / (row.capacity_mb * strictest)
+        if percent < WARN_PERCENT:
+            continue
+        by = [
+            p.link.pool.name
+            for p in row.pools
+            if p.link.selected and p.link.overcommit == strictest
+        ]
+        whose = f"pool {', '.join(by)}'s" if by and strictest != overcommit else "this pool's"
+        warnings.append(
+            f"{row.datastore.name} would be {percent:.0f}% committed against {whose} "
+            f"{strictest}x over-commit level (the dashboard warns from {WARN_PERCENT:.0f}%)."
+        )
+    return warnings
