@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 from django import forms
-from django.conf import settings
 from django.utils import timezone
 
 from composer.models import Operation
@@ -114,7 +113,12 @@ class OperationForm(forms.Form):
     start_at = forms.DateTimeField(
         required=False,
         label="Start at",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        # Text, not the browser's datetime-local, whose display follows the browser's locale
+        # (mm/dd/yyyy): the portal writes every moment one way, ISO (issue 10, item 11).
+        widget=forms.DateTimeInput(
+            attrs={"placeholder": "YYYY-MM-DD HH:MM", "inputmode": "numeric"},
+            format="%Y-%m-%d %H:%M",
+        ),
     )
     logoff_policy = forms.ChoiceField(
         choices=Operation.LogoffPolicy.choices,
@@ -163,9 +167,10 @@ class OperationForm(forms.Form):
             ).select_related("image")
             self.fields["image_version"].initial = pool.image_version_id
         now = timezone.localtime()
-        self.fields[
-            "start_at"
-        ].help_text = f"Server time ({settings.TIME_ZONE}); it is now {now:%Y-%m-%d %H:%M}."
+        self.fields["start_at"].help_text = (
+            f"In your time zone ({timezone.get_current_timezone_name()}); "
+            f"it is now {now:%Y-%m-%d %H:%M}."
+        )
 
     @property
     def kind_fields(self):
@@ -198,7 +203,7 @@ class OperationForm(forms.Form):
             elif start_at <= timezone.now():
                 self.add_error(
                     "start_at",
-                    f"Must be in the future (server time, {settings.TIME_ZONE}).",
+                    f"Must be in the future ({timezone.get_current_timezone_name()}).",
                 )
             elif start_at.year > LAST_YEAR:
                 # Shifted to UTC, a time late in 9999 leaves the range of dates: saving it

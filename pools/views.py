@@ -26,6 +26,7 @@ from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
 from portal.models import AuditEvent
 from portal.permissions import deny, require
+from portal.templatetags.portal_tags import stamp
 
 DESKTOPS_PER_PAGE = 100
 
@@ -373,9 +374,7 @@ def _submit(request, pool: Pool, kind: str, form: OperationForm):
         *args, request=request, submission=form.cleaned_data.get("submission") or ""
     )
     when = (
-        f"scheduled for {operation.scheduled_for:%Y-%m-%d %H:%M}"
-        if operation.scheduled_for
-        else "queued"
+        f"scheduled for {stamp(operation.scheduled_for)}" if operation.scheduled_for else "queued"
     )
     messages.success(request, f"{operation} {when}.")
     if request.user.has_perm("composer.view_operation"):

@@ -8,7 +8,10 @@ class PortalConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from portal import checks  # noqa: F401 - registers the deploy checks
+        from portal import (
+            checks,  # noqa: F401 - registers the deploy checks
+            time_zones,  # noqa: F401 - copies a user's zone in at sign-in
+        )
         from portal.roles import ensure_groups
 
         # Groups need the permissions that post_migrate creates, so they are made after it,

@@ -64,6 +64,14 @@ CSV_HEADER = [
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Text, not the browser's date input (shown mm/dd/yyyy in an en-US browser): dates are ISO
+# everywhere in the portal (issue 10, item 11).
+ISO_DATE = forms.DateInput(
+    attrs={"placeholder": "YYYY-MM-DD", "inputmode": "numeric", "pattern": r"\d{4}-\d{2}-\d{2}"},
+    format="%Y-%m-%d",
+)
+
+
 class AuditFilterForm(forms.Form):
     who = forms.CharField(required=False, max_length=150, label="Who")
     role = forms.ChoiceField(required=False, label="Role")
@@ -76,13 +84,13 @@ class AuditFilterForm(forms.Form):
     date_from = forms.DateField(
         required=False,
         label="From",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=ISO_DATE,
         validators=[MinValueValidator(FIRST_DAY), MaxValueValidator(LAST_DAY)],
     )
     date_to = forms.DateField(
         required=False,
         label="To",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=ISO_DATE,
         validators=[MinValueValidator(FIRST_DAY), MaxValueValidator(LAST_DAY)],
     )
 

@@ -30,3 +30,32 @@ def duration(value) -> str:
     if minutes:
         return f"{minutes}m {seconds:02d}s"
     return f"{seconds}s"
+
+
+# One way to write a moment everywhere (issue 10, item 11): ISO date, 24-hour time and the
+# zone it is shown in, which is the user's own (portal/time_zones.py).
+STAMP = "Y-m-d H:i:s T"
+CLOCK = "H:i:s T"
+
+
+@register.filter
+def stamp(value) -> str:
+    """A moment as 2026-12-01 14:05:09 CET, in the user's time zone."""
+    from django.utils.dateformat import format as date_format
+    from django.utils.timezone import localtime
+
+    if value is None or value == "":
+        return ""
+    return date_format(localtime(value), STAMP)
+
+
+@register.filter
+def clock(value) -> str:
+    """The time of day of a moment, with its zone (14:05:09 CET): in tables whose dates are
+    all the same day, beside a full stamp."""
+    from django.utils.dateformat import format as date_format
+    from django.utils.timezone import localtime
+
+    if value is None or value == "":
+        return ""
+    return date_format(localtime(value), CLOCK)

@@ -34,6 +34,8 @@ ROLES = [ADMIN, HELPDESK, AUDITOR, "anonymous"]
 # None for a method means the endpoint does not offer it (405 for everyone).
 MATRIX = {
     "dashboard": ("", EVERYONE, EVERYONE),
+    # Each user's own time zone.
+    "preferences": ("", EVERYONE, EVERYONE),
     # Auditors read everything: they see the helpdesk search, without its actions.
     "helpdesk": ("", EVERYONE, EVERYONE),
     "helpdesk_confirm": ("desktop:refresh", {ADMIN, HELPDESK}, {ADMIN, HELPDESK}),
