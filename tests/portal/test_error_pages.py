@@ -30,3 +30,18 @@ def test_the_favicon_is_there_for_anyone(client):
     assert icon.status_code == 301 and icon["Location"] == "/static/portal/favicon.svg"
     page = client.get(reverse("login")).content.decode()
     assert '<link rel="icon" href="/static/portal/favicon.svg"' in page
+
+
+def test_a_fault_is_the_portals_own_500_page(client, users, monkeypatch):
+    def broken(q):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("portal.helpdesk.search_desktops", broken)
+    client.raise_request_exception = False
+    client.force_login(users["helpdesk"])
+    with override_settings(DEBUG=False):
+        page = client.get(reverse("helpdesk"), {"q": "x"})
+    assert page.status_code == 500
+    html = page.content.decode()
+    assert "Something went wrong" in html and 'href="/static/portal/portal.css"' in html
+    assert "a bug" not in html and "Traceback" not in html

@@ -98,3 +98,4 @@ def test_make_run_terminal_banner_polls_and_a_second_run(tmp_path):
     assert output.count("GET /accounts/login/") == 0, output
     assert 'GET /no-such-page/ HTTP/1.1" 404' in output, output
     assert "Traceback" not in output, output
+    assert "Job OK" not in output and "rq.worker" not in output, output  # rq's lines per job

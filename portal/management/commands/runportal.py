@@ -94,9 +94,12 @@ class Command(BaseCommand):
             self._start_vcsim()
 
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        self._spawn("worker", [*manage, "rqworker", "--with-scheduler", "default"])
+        # Workers log warnings and errors only: rq's four INFO lines per job would bury the
+        # banner (pages show what the jobs do).
+        quiet = ["--verbosity", "0"]
+        self._spawn("worker", [*manage, "rqworker", *quiet, "--with-scheduler", "default"])
         for n in range(2, workers + 1):
-            self._spawn(f"worker {n}", [*manage, "rqworker", "default"])
+            self._spawn(f"worker {n}", [*manage, "rqworker", *quiet, "default"])
         # The reconciler every minute: resumes work of dead workers, ends stuck desktops.
         self._spawn("cron", [*manage, "runcron", "--logging-level", "WARNING"])
         self._spawn("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
