@@ -208,6 +208,7 @@ def desktop_detail(request, pk: int):
         "current": current,
         "live": current is not None,
         "poll_seconds": settings.POLL_SECONDS,
+        "operate_kinds": OPERATE_KINDS,  # a halted desktop's "carry on" link
     }
     if request.htmx:
         return render(request, "pools/desktop_detail.html#live", context)

@@ -336,6 +336,11 @@ def test_cancel_button_on_a_queued_operation_ends_it_cancelled(client, users, la
     assert 'class="progress outcome-bad"' in page
     carry_on = reverse("pools:operate", args=[pool.pk, "refresh"])
     assert f'href="{carry_on}?desktop=' in page and "Carry on: refresh them" in page
+    # And each halted desktop's page says how to carry on with it.
+    halted = desktop("SAL-01")
+    assert halted.task_halted
+    own = client.get(reverse("pools:desktop", args=[halted.pk])).content.decode()
+    assert f'href="{carry_on}?desktop={halted.pk}">Carry on: refresh it</a>' in own
     # Cancelling it again is refused with a message.
     again = client.post(cancel, {"confirmed": "yes"}, follow=True)
     assert again.status_code == 200
