@@ -34,3 +34,19 @@ def wait_until(page, predicate, timeout=120.0, interval=0.25):
             return
         page.wait_for_timeout(interval * 1000)
     raise AssertionError("timed out waiting in the browser")
+
+
+def finished(operation, timeout=120.0):
+    """Wait for an operation to end (its final status, in the database: what the tests
+    assert, never text on a page that can appear early); returns it, refreshed."""
+    import time
+
+    from composer.models import Operation
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        operation.refresh_from_db()
+        if operation.status in Operation.FINISHED:
+            return operation
+        time.sleep(0.2)
+    raise AssertionError(f"{operation} still {operation.status}")

@@ -12,7 +12,7 @@ from composer import services
 from composer.models import Operation
 from composer.reconciler import reconcile
 from pools.models import Desktop, Pool
-from tests.e2e.browser import login, shot, wait_until
+from tests.e2e.browser import finished, login, shot, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,18 +39,6 @@ def pool(users, lab, worker):
     for n, user in ((1, "alice.johnson"), (2, "bob.smith"), (3, "carol.diaz")):
         Desktop.objects.filter(name=f"DAY-0{n}").update(assigned_user=user)
     return Pool.objects.get(name="Daily")
-
-
-def finished(operation, timeout=120):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        operation.refresh_from_db()
-        if operation.status in Operation.FINISHED:
-            return operation
-        time.sleep(0.2)
-    raise AssertionError(f"{operation} still {operation.status}")
 
 
 def test_helpdesk_keeps_the_desktop_it_refreshes_on_the_page(

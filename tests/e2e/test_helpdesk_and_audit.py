@@ -9,7 +9,7 @@ import pytest
 from composer import services
 from composer.models import Operation
 from pools.models import Desktop, Pool
-from tests.e2e.browser import login, shot, wait_until
+from tests.e2e.browser import finished, login, shot, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,22 +33,10 @@ def pool_with_users(users, lab, worker):
             overcommit=4,
         ),
     )
-    wait_until_done(operation)
+    finished(operation)
     Desktop.objects.filter(name="SUP-02").update(assigned_user="alice.johnson")
     Desktop.objects.filter(name="SUP-03").update(assigned_user="bob.smith")
     return Pool.objects.get(name="Support")
-
-
-def wait_until_done(operation, timeout=120):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        operation.refresh_from_db()
-        if not operation.is_active:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{operation} still {operation.status}")
 
 
 def test_helpdesk_refreshes_and_auditor_reviews(page, live_server, users, lab, pool_with_users):
