@@ -19,7 +19,8 @@ concurrency limits (8 provisioning, 12 maintenance). For each N, in rounds:
 
 Redis calls are the commands Redis executed (`INFO commandstats` deltas: commands inside
 MULTI/EXEC and scripts count one each), on the queue's Redis and, apart, on the simulator's.
-"jobs" is how many RQ jobs the worker took (BLMOVE calls). Last, at the smallest N, the same
+"jobs" is how many RQ jobs the worker took (its dequeue calls: BLMOVE from one queue, BLPOP
+from several, as the portal's workers serve the urgent queue too). Last, at the smallest N, the same
 provision and refresh run once more under MONITOR on the queue's Redis, to break its calls
 down by source and command (slower: not timed).
 
@@ -55,6 +56,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STEPS = 5  # a provision and a refresh are both five steps (composer/steps.py)
+
+
+def dequeues(calls) -> int:
+    """RQ jobs a worker took: one BLMOVE (one queue) or BLPOP/LPOP (several) each."""
+    return sum(calls.get(command, 0) for command in ("blmove", "blpop", "lpop"))
 
 
 # -- the baseline's jobs (the worker imports them as bench.orchestration.*) ------------------
@@ -424,7 +430,7 @@ def baseline(n, queue_counter, folder) -> dict:
         "n": n,
         "name": f"baseline ({STEPS} empty jobs per desktop)",
         "seconds": seconds,
-        "jobs": calls["blmove"],
+        "jobs": dequeues(calls),
         "queue": sum(calls.values()),
         "queue_by_command": calls,
         "sim": 0,
@@ -480,7 +486,7 @@ def timed_operation(n, name, start, queue_counter, sim_counter) -> dict:
         "n": n,
         "name": name,
         "seconds": seconds,
-        "jobs": queue_calls["blmove"],
+        "jobs": dequeues(queue_calls),
         "queue": sum(queue_calls.values()),
         "queue_by_command": queue_calls,
         "sim": sum(sim_calls.values()),
