@@ -194,7 +194,7 @@ RESULTS = "worker: results kept (result_ttl)"
 HEARTBEATS = "worker: heartbeats and state"
 CONNECT = "a new Redis client (HELLO, INFO server)"
 SCHEDULER = "rq scheduler polling (--with-scheduler), scheduled dispatch jobs"
-CARRY_ON = "run_desktop: may it carry on? (worker asked to stop)"
+CARRY_ON = "run_desktop: may it carry on? (worker asked to stop, urgent work waiting)"
 OTHER = "other"
 SOURCES = [ENQUEUE, BOOKKEEPING, RESULTS, HEARTBEATS, CONNECT, SCHEDULER, CARRY_ON, OTHER]
 
@@ -225,6 +225,8 @@ def _source(cmd: str, args: tuple[str, ...]) -> str:
         return CONNECT
     if cmd == "hexists" and "shutdown_requested_date" in text:
         return CARRY_ON
+    if cmd == "llen" and key == "rq:queue:urgent":
+        return CARRY_ON  # does urgent (helpdesk) work wait for a worker?
     if "scheduler" in key or ":scheduled:" in key or "dispatch-endpoint" in text:
         return SCHEDULER
     if cmd in ("script", "evalsha"):
