@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 # user's refresh does not wait behind the jobs of a bulk provision.
 DEFAULT = "default"
 URGENT = "urgent"
-QUEUE = DEFAULT
 
 # Job ids a request could not enqueue; None outside a request that collects them.
 _unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
