@@ -10,8 +10,10 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from pools.stamps import Stamped
 
-class Operation(models.Model):
+
+class Operation(Stamped):
     class Kind(models.TextChoices):
         PROVISION = "provision", "Provision"
         REFRESH = "refresh", "Refresh"
@@ -89,7 +91,12 @@ class Operation(models.Model):
 
     class Meta:
         ordering = ["-requested_at", "-id"]
-        indexes = [models.Index(fields=["status"], name="operation_status")]
+        indexes = [
+            models.Index(fields=["status"], name="operation_status"),
+            # The newest change, of a pool's operations and of all (portal/live.py).
+            models.Index(fields=["pool", "updated_at"], name="operation_pool_updated"),
+            models.Index(fields=["updated_at"], name="operation_updated"),
+        ]
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.pool_name} #{self.pk}"
@@ -126,7 +133,7 @@ class Operation(models.Model):
         return self.logoff_policy == self.LogoffPolicy.FORCE
 
 
-class OperationDesktop(models.Model):
+class OperationDesktop(Stamped):
     """One desktop's progress inside an operation, recorded step by step."""
 
     class Status(models.TextChoices):
@@ -172,7 +179,11 @@ class OperationDesktop(models.Model):
 
     class Meta:
         ordering = ["desktop_name"]
-        indexes = [models.Index(fields=["operation", "status"], name="opdesktop_op_status")]
+        indexes = [
+            models.Index(fields=["operation", "status"], name="opdesktop_op_status"),
+            # The newest change of an operation's desktops (portal/live.py).
+            models.Index(fields=["operation", "updated_at"], name="opdesktop_op_updated"),
+        ]
 
     def __str__(self):
         return f"{self.desktop_name} in {self.operation_id}"

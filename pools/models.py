@@ -10,6 +10,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from pools.stamps import Stamped
 from pools.states import DesktopState
 
 # Every id is a 64-bit signed integer (BigAutoField). A number beyond that range must not
@@ -345,7 +346,7 @@ class PoolDatastore(models.Model):
         return f"{self.pool} on {self.datastore}"
 
 
-class Desktop(models.Model):
+class Desktop(Stamped):
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="desktops")
     name = models.CharField(max_length=15, unique=True)
     state = models.CharField(
@@ -369,7 +370,6 @@ class Desktop(models.Model):
     delta_mb = models.PositiveBigIntegerField(default=0)
     driver_ref = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
     state_changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -392,6 +392,10 @@ class Desktop(models.Model):
             models.Index(fields=["assigned_user"], name="desktop_assigned_user"),
             models.Index(fields=["session_user"], name="desktop_session_user"),
             models.Index(fields=["pool"], condition=models.Q(missing=True), name="desktop_missing"),
+            # The newest change, of a pool and of all: what a live page's version is made of
+            # (portal/live.py).
+            models.Index(fields=["pool", "updated_at"], name="desktop_pool_updated"),
+            models.Index(fields=["updated_at"], name="desktop_updated"),
         ]
         permissions = [
             ("refresh_desktop", "Can refresh a desktop"),

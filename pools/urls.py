@@ -7,6 +7,7 @@ urlpatterns = [
     path("pools/", views.pool_list, name="list"),
     path("pools/new/", views.pool_create, name="create"),
     path("pools/<int:pk>/", views.pool_detail, name="detail"),
+    path("pools/<int:pk>/live/", views.pool_live, name="live"),
     path("pools/<int:pk>/operate/<str:kind>/", views.pool_operate, name="operate"),
     path("pools/<int:pk>/datastores/", views.pool_datastores, name="pool_datastores"),
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop"),

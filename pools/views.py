@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -24,6 +27,7 @@ from pools.desktop_filters import FLAGS, SORT_LABELS
 from pools.forms import PoolDatastoresForm, PoolForm
 from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
+from portal import live
 from portal.models import AuditEvent
 from portal.permissions import deny, require
 from portal.templatetags.portal_tags import stamp
@@ -70,15 +74,134 @@ def pool_create(request):
 @require("pools.view_pool", action="view_pool")
 def pool_detail(request, pk: int):
     pool = get_object_or_404(Pool.objects.select_related("image_version__image", "endpoint"), pk=pk)
-    context = _desktop_table(request, pool)
-    if request.htmx:
-        return render(request, "pools/pool_detail.html#live", context)
+    active = _active_operations(pool)
+    context = _desktop_table(request, pool, active)
+    if request.htmx:  # a page loaded before the live part had its own address polls here
+        context.update(_live_part(request, pool, [d.pk for d in context["page"]], active))
+        context["changed_rows"] = list(context["page"])
+        return render(request, "pools/pool_live.html", context)
+    context.update(_live_part(request, pool, [d.pk for d in context["page"]], active))
     per_datastore = context["datastore_counts"]
     context["pool_datastores"] = [
         (link, per_datastore.get(link.datastore_id, 0))
         for link in pool.pool_datastores.select_related("datastore").order_by("datastore__name")
     ]
     return render(request, "pools/pool_detail.html", context)
+
+
+@require("pools.view_pool", action="view_pool")
+def pool_live(request, pk: int):
+    """The pool page's live part, polled while an operation runs: its operations' progress,
+    and only the rows of the page that changed since the last poll, swapped in place
+    (out of band). 204 when nothing changed (portal/live.py)."""
+    current = live.pool_version(pk, request.user)
+    if current is None:
+        raise Http404("No such pool.")
+    if answer := live.unchanged(request, current):
+        return answer
+    pool = get_object_or_404(Pool, pk=pk)
+    ids = _row_ids(request.GET.get("rows", ""))
+    context = _live_part(request, pool, ids, _active_operations(pool), version=current)
+    context["changed_rows"] = _changed_rows(request, pool, ids, context["active_operations"])
+    context["can_select"] = request.user.has_perm("pools.run_maintenance")
+    return render(request, "pools/pool_live.html", context)
+
+
+# How long before the last poll a change is still sent again: a transaction that took its
+# updated_at before the last poll but committed after it is not missed.
+ROWS_OVERLAP = timedelta(seconds=3)
+
+
+def _row_ids(raw: str) -> list[int]:
+    ids = (desktop_filters.int_param(part) for part in raw.split(",")[:DESKTOPS_PER_PAGE])
+    return [pk for pk in ids if pk]
+
+
+def _changed_rows(request, pool: Pool, ids: list[int], active: list) -> list[Desktop]:
+    """The desktops among `ids` (the rows the page shows) changed since the last poll, or
+    every one when the poll says nothing of when that was. Once every live.REFRESH_SECONDS
+    the window reaches that far back, so a change committed late shows within that bound."""
+    try:
+        since = float(request.GET.get("since", ""))
+        bucket = int(request.GET.get("b", ""))
+    except ValueError:
+        since = bucket = None
+    desktops = Desktop.objects.filter(pool=pool, pk__in=ids)
+    if since is not None and math.isfinite(since):
+        cutoff = since - ROWS_OVERLAP.total_seconds()
+        if bucket != live.bucket():
+            cutoff -= live.REFRESH_SECONDS
+        when = datetime.fromtimestamp(max(cutoff, 0), tz=UTC)
+        changed = set(desktops.filter(updated_at__gte=when).values_list("pk", flat=True))
+        if active:
+            changed.update(
+                OperationDesktop.objects.filter(
+                    operation__in=active, desktop__in=ids, updated_at__gte=when
+                ).values_list("desktop_id", flat=True)
+            )
+        desktops = Desktop.objects.filter(pk__in=changed)
+    rows = list(desktops.select_related("datastore", "image_version").order_by("name"))
+    _attach_steps(rows, active)
+    return rows
+
+
+def _attach_steps(desktops: list[Desktop], active: list) -> None:
+    """The step each desktop is in, from the operations running on the pool."""
+    steps = {}
+    if active and desktops:
+        steps = dict(
+            OperationDesktop.objects.filter(
+                operation__in=active,
+                desktop__in=[d.pk for d in desktops],
+                status__in=OperationDesktop.IN_FLIGHT,
+            ).values_list("desktop_id", "step")
+        )
+    for desktop in desktops:
+        desktop.step = steps.get(desktop.pk, "")
+
+
+def _active_operations(pool: Pool) -> list[Operation]:
+    return progress.attach_all(
+        list(
+            Operation.objects.filter(pool=pool, status__in=Operation.ACTIVE).order_by(
+                "requested_at"
+            )
+        )
+    )
+
+
+def _live_part(
+    request, pool: Pool, ids: list[int], active: list, version: str | None = None
+) -> dict:
+    """What the live part shows besides changed rows, and where its next poll goes."""
+    if version is None:
+        version = live.pool_version(pool.pk, request.user)
+    poll = urlencode(
+        {
+            "v": version,
+            "since": f"{time.time():.3f}",
+            "b": live.bucket(),
+            "rows": ",".join(str(pk) for pk in ids),
+        }
+    )
+    return {
+        "pool": pool,
+        "active_operations": active,
+        "recent_operations": Operation.objects.filter(pool=pool).order_by("-requested_at")[:5],
+        # The result of what just ended, in the live part: the last poll of an operation
+        # shows how it ended instead of its progress block just vanishing.
+        "just_ended": progress.attach_all(
+            Operation.objects.filter(
+                pool=pool,
+                status__in=Operation.FINISHED,
+                finished_at__gte=timezone.now() - JUST_ENDED,
+            ).order_by("-finished_at")[:3]
+        ),
+        # Polls only while an operation runs; the last poll after it ends shows the result.
+        "live": bool(active),
+        "live_url": reverse("pools:live", args=[pool.pk]) + "?" + poll,
+        "poll_seconds": settings.POLL_SECONDS,
+    }
 
 
 def _query(request, **changes) -> str:
@@ -92,57 +215,48 @@ def _query(request, **changes) -> str:
     return params.urlencode()
 
 
-def _desktop_table(request, pool: Pool) -> dict:
+def _desktop_table(request, pool: Pool, active: list) -> dict:
     """The desktop table: filtered, sorted and paginated by the database with a fixed number
     of queries, whatever the size of the pool (tests/pools/test_pages_scale.py)."""
     f = desktop_filters.parse(request.GET)
     desktops = desktop_filters.apply(Desktop.objects.filter(pool=pool), f)
-    # Paginate the ids, then fetch the page's rows: the database sorts and skips narrow
-    # (index-only) rows, not whole desktops, which keeps deep pages of a big pool fast.
-    page = Paginator(desktops.values_list("pk", flat=True), DESKTOPS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
-    ids = list(page.object_list)
-    rows = Desktop.objects.select_related("datastore", "image_version").in_bulk(ids)
-    page.object_list = [rows[pk] for pk in ids if pk in rows]
-
-    active = list(
-        Operation.objects.filter(pool=pool, status__in=Operation.ACTIVE).order_by("requested_at")
-    )
-    # The step each desktop on this page is in, from the operations running on the pool.
-    steps = {}
-    if active:
-        steps = dict(
-            OperationDesktop.objects.filter(
-                operation__in=active,
-                desktop__in=[d.pk for d in page],
-                status__in=OperationDesktop.IN_FLIGHT,
-            ).values_list("desktop_id", "step")
-        )
-    for desktop in page:
-        desktop.step = steps.get(desktop.pk, "")
-    counts = dict(
-        Desktop.objects.filter(pool=pool).values_list("state").annotate(n=Count("id")).order_by()
-    )
-    # The filter menus list what the pool's desktops really use, with counts.
-    datastore_counts = dict(
+    # One pass over the pool's desktops counts them by state, datastore and version at once
+    # (the filter menus), and answers the pager's count when only those filter.
+    grouped = list(
         Desktop.objects.filter(pool=pool)
-        .values_list("datastore_id")
+        .values_list("state", "datastore_id", "image_version_id")
         .annotate(n=Count("id"))
         .order_by()
     )
+    # Paginate the ids, then fetch the page's rows: the database sorts and skips narrow
+    # (index-only) rows, not whole desktops, which keeps deep pages of a big pool fast.
+    paginator = Paginator(desktops.values_list("pk", flat=True), DESKTOPS_PER_PAGE)
+    if not any(f[k] for k in ("flag", "q", "user")):
+        paginator.count = sum(
+            n
+            for state, datastore, version, n in grouped
+            if f["state"] in ("", state)
+            and f["datastore"] in (None, datastore)
+            and f["version"] in (None, version)
+        )
+    page = paginator.get_page(request.GET.get("page"))
+    ids = list(page.object_list)
+    rows = Desktop.objects.select_related("datastore", "image_version").in_bulk(ids)
+    page.object_list = [rows[pk] for pk in ids if pk in rows]
+    _attach_steps(page.object_list, active)
+
+    counts, datastore_counts, version_counts = {}, {}, {}
+    for state, datastore, version, n in grouped:
+        counts[state] = counts.get(state, 0) + n
+        datastore_counts[datastore] = datastore_counts.get(datastore, 0) + n
+        version_counts[version] = version_counts.get(version, 0) + n
+    # The filter menus list what the pool's desktops really use, with counts.
     names = Datastore.objects.in_bulk(datastore_counts)
     datastore_choices = sorted(
         ((pk, names[pk].name, n) for pk, n in datastore_counts.items() if pk in names),
         key=lambda choice: choice[1],
     )
-    version_counts = list(
-        Desktop.objects.filter(pool=pool)
-        .values_list("image_version_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    versions = ImageVersion.objects.select_related("image").in_bulk([v for v, _ in version_counts])
+    versions = ImageVersion.objects.select_related("image").in_bulk(version_counts)
     sort_links = []
     for key, label in SORT_LABELS.items():
         current = f["sort"] == key
@@ -170,22 +284,9 @@ def _desktop_table(request, pool: Pool) -> dict:
         "total": sum(counts.values()),
         "datastore_counts": datastore_counts,
         "datastore_choices": datastore_choices,
-        "version_choices": [(pk, versions.get(pk), n) for pk, n in version_counts],
+        "version_choices": [(pk, versions.get(pk), n) for pk, n in version_counts.items()],
         "sort_links": {link["key"]: link for link in sort_links},
-        "active_operations": progress.attach_all(active),
-        "recent_operations": Operation.objects.filter(pool=pool).order_by("-requested_at")[:5],
-        # The result of what just ended, in the live part: the last poll of an operation
-        # shows how it ended instead of its progress block just vanishing.
-        "just_ended": progress.attach_all(
-            Operation.objects.filter(
-                pool=pool,
-                status__in=Operation.FINISHED,
-                finished_at__gte=timezone.now() - JUST_ENDED,
-            ).order_by("-finished_at")[:3]
-        ),
         "operate_kinds": [(kind, Operation.Kind(kind).label) for kind in OPERATE_KINDS],
-        "live": bool(active),
-        "poll_seconds": settings.POLL_SECONDS,
         "can_select": request.user.has_perm("pools.run_maintenance"),
     }
 

@@ -127,6 +127,8 @@ SIMULATOR_STEP_SECONDS = env_float("SIMULATOR_STEP_SECONDS", 1.0)
 
 # Seconds between two polls of a live fragment (pool page, operation page).
 POLL_SECONDS = env_int("POLL_SECONDS", 2, minimum=1)
+# How often the dashboard asks whether anything changed while no work runs.
+IDLE_POLL_SECONDS = env_int("IDLE_POLL_SECONDS", 30, minimum=1)
 
 # AxesStandaloneBackend first: it refuses a locked-out user name + address before the password
 # is even checked. It needs the request, which LoginView and the admin login pass;

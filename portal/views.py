@@ -11,21 +11,29 @@ from django.templatetags.static import static
 from django.views.defaults import server_error as django_server_error
 
 from portal import dashboard as dashboard_data
-from portal import outages
+from portal import live, outages
 
 
 def dashboard(request):
     """Everyone signed in lands here; each section shows only what the user may see.
 
     Helpdesk staff have one page, the helpdesk: the dashboard sends them there. The live part
-    (counters, bars, operations, workers) is re-fetched every POLL_SECONDS by htmx; without
-    JavaScript the page is complete as loaded.
+    (counters, bars, operations, workers) is polled by htmx every POLL_SECONDS while work
+    runs, and only every IDLE_POLL_SECONDS otherwise (a wall screen still notices a new
+    failure or an operation started elsewhere); a poll where nothing changed is answered 204
+    without gathering anything (portal/live.py). Without JavaScript the page is complete as
+    loaded.
     """
     user = request.user
     if not user.has_perm("pools.view_pool") and user.has_perm("pools.view_desktop"):
         return redirect("helpdesk")
+    current = live.dashboard_version(user)
+    if request.htmx and (answer := live.unchanged(request, current)):
+        return answer
     context = dashboard_data.gather(user)
-    context["poll_seconds"] = settings.POLL_SECONDS
+    context["live_version"] = current
+    busy = context.get("running_operations") or (context.get("workers") or {}).get("queued")
+    context["poll_seconds"] = settings.POLL_SECONDS if busy else settings.IDLE_POLL_SECONDS
     if request.htmx:
         return render(request, "portal/dashboard.html#live", context)
     return render(request, "portal/dashboard.html", context)

@@ -1,5 +1,8 @@
 """Pages: login required, live fragments that poll only while work runs, full loads work."""
 
+import html
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -73,17 +76,25 @@ def test_pool_page_polls_while_provisioning_and_stops_when_done(
     assert b'hx-trigger="every 2s"' in running.content
     assert running.content.count(b'class="state state-provisioning"') == 4
 
-    fragment = client.get(url, headers={"HX-Request": "true"})
-    assert b"<html" not in fragment.content  # only the live section is swapped in
-    assert b'id="live"' in fragment.content
-    assert b"LAB-4" in fragment.content
+    # The live part polls its own address, which carries the version it was rendered at.
+    live_url = html.unescape(re.search(r'id="live"[^>]* hx-get="([^"]+)"', running.text)[1])
+    assert live_url.startswith(reverse("pools:live", args=[provisioned.pk]) + "?v=")
+    unchanged = client.get(live_url, headers={"HX-Request": "true"})
+    assert unchanged.status_code == 204 and unchanged.content == b""
 
     run_jobs()
-    done = client.get(url, headers={"HX-Request": "true"})
+    done = client.get(live_url, headers={"HX-Request": "true"})
+    assert done.status_code == 200
+    assert b"<html" not in done.content  # only the live section, and the rows that changed
     assert b"hx-trigger" not in done.content
-    # Power policy "off": every desktop ready and powered off.
+    # Power policy "off": every desktop ready and powered off, its row swapped in place.
+    assert done.content.count(b'hx-swap-oob="true"') == 4
     assert done.content.count(b'class="state state-provisioned"') == 4
     assert b'class="state state-provisioning"' not in done.content
+
+    # A page loaded before the live part had its own address polls the page itself.
+    legacy = client.get(url, headers={"HX-Request": "true"})
+    assert legacy.content.count(b'class="state state-provisioned"') == 4
 
 
 def test_operation_page_shows_each_desktop_and_stops_polling_at_the_end(

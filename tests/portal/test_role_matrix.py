@@ -44,6 +44,7 @@ MATRIX = {
     "pools:list": ("", READERS, READERS),
     "pools:create": ("", {ADMIN}, {ADMIN}),
     "pools:detail": ("pool", READERS, READERS),
+    "pools:live": ("pool", READERS, READERS),
     "pools:operate": ("pool:rebalance", {ADMIN}, {ADMIN}),
     "pools:operate single refresh": ("pool:refresh?one", {ADMIN, HELPDESK}, {ADMIN, HELPDESK}),
     "pools:operate pool refresh": ("pool:refresh", {ADMIN}, {ADMIN}),

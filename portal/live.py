@@ -1,0 +1,115 @@
+"""Live fragments that cost nothing when nothing changed.
+
+Pages that show live status (the pool page, the dashboard) are left open by many people and
+poll every POLL_SECONDS. Each fragment carries the version it was rendered at; the next poll
+sends it back (`?v=`), and when the version is still current the answer is 204 No Content:
+htmx keeps what it shows and polls again, and the server has rendered nothing.
+
+A version is made of the newest `updated_at` of what the fragment shows (each one index
+lookup: pools/stamps.py guarantees every write moves it), plus a time bucket, so a fragment is
+rendered again at least every REFRESH_SECONDS whatever happens: its relative times ("3 min
+ago") move on, and a change whose transaction committed after a younger one was already seen
+(its `updated_at` is then older than the newest one seen) shows within that bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from django.db.models import OuterRef, Subquery
+from django.http import HttpResponse
+
+REFRESH_SECONDS = 30
+
+
+def bucket() -> int:
+    """The current REFRESH_SECONDS period."""
+    return int(time.time() // REFRESH_SECONDS)
+
+
+def version(*parts) -> str:
+    """A short token for these parts and the current time bucket."""
+    raw = "|".join(str(p) for p in (*parts, bucket()))
+    return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+
+def unchanged(request, current: str) -> HttpResponse | None:
+    """204 when the poll's version is the current one; None when the fragment must render."""
+    if request.GET.get("v") == current:
+        return HttpResponse(status=204)
+    return None
+
+
+def newest(queryset) -> Subquery:
+    """The newest updated_at of the rows of `queryset`, as a subquery (one index lookup)."""
+    return Subquery(queryset.order_by("-updated_at").values("updated_at")[:1])
+
+
+def pool_version(pool_id: int, user) -> str | None:
+    """The pool page's live part: its desktops, its operations and their desktops' tasks,
+    in one query. None if there is no such pool."""
+    from composer.models import Operation, OperationDesktop
+    from pools.models import Desktop, Pool
+
+    active = Operation.objects.filter(pool=OuterRef(OuterRef("pk")), status__in=Operation.ACTIVE)
+    row = (
+        Pool.objects.filter(pk=pool_id)
+        .annotate(
+            desktops_at=newest(Desktop.objects.filter(pool=OuterRef("pk"))),
+            operations_at=newest(Operation.objects.filter(pool=OuterRef("pk"))),
+            tasks_at=newest(OperationDesktop.objects.filter(operation__in=active.values("pk"))),
+        )
+        .values_list("desktops_at", "operations_at", "tasks_at")
+        .first()
+    )
+    if row is None:
+        return None
+    return version("pool", pool_id, user.pk, *row)
+
+
+def dashboard_version(user) -> str:
+    """The dashboard: the newest change of any desktop, operation, task of a live operation,
+    datastore and hypervisor sync (one query of index lookups), and the workers and queues
+    (one Redis round trip). A sync error or orphan found shows within REFRESH_SECONDS."""
+    from django.db import connection
+
+    from composer.models import Operation, OperationDesktop
+    from pools.models import Datastore, Desktop, HypervisorEndpoint
+
+    def table(model) -> str:
+        return connection.ops.quote_name(model._meta.db_table)
+
+    active = list(Operation.ACTIVE)
+    marks = ", ".join(["%s"] * len(active))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT MAX(updated_at) FROM {table(Desktop)}),"
+            f" (SELECT MAX(updated_at) FROM {table(Operation)}),"
+            f" (SELECT MAX(updated_at) FROM {table(OperationDesktop)} WHERE operation_id IN"
+            f"  (SELECT id FROM {table(Operation)} WHERE status IN ({marks}))),"
+            f" (SELECT MAX(updated_at) FROM {table(Datastore)}),"
+            f" (SELECT MAX(synced_at) FROM {table(HypervisorEndpoint)})",
+            active,
+        )
+        stamps = cursor.fetchone()
+    return version("dashboard", user.pk, *stamps, _queue_state())
+
+
+def _queue_state() -> tuple:
+    """Workers and queue lengths as the dashboard shows them, in one pipelined round trip."""
+    from composer.queue import URGENT, queue
+    from portal import outages
+
+    try:
+        q = queue()
+        pipe = q.connection.pipeline(transaction=False)
+        pipe.smembers("rq:workers")
+        pipe.llen(q.key)
+        pipe.llen(queue(URGENT).key)
+        pipe.zcard(q.scheduled_job_registry.key)
+        pipe.hgetall(outages.KEY)
+        workers, queued, urgent, scheduled, outage = pipe.execute()
+        return (sorted(workers), queued, urgent, scheduled, sorted(outage.items()))
+    except Exception as exc:  # Redis down: the fragment renders and says so
+        return ("redis", type(exc).__name__, time.time())
