@@ -342,7 +342,26 @@ def populate(total: int) -> dict:
     )
     for op in history:  # the audit log is hash-chained: one record at a time
         record(actor=admin, action=op.kind, outcome="requested", target=op.pool, operation=op)
-    return {"admin": admin, "helpdesk": helpdesk, "big": pools[0], "desktop": targets[1500]}
+    # Everything last changed an hour ago but the 12 desktops in flight, changed just now:
+    # what a poll during the refresh finds (where rows carry when they changed).
+    changed = timezone.now()
+    if hasattr(OperationDesktop, "updated_at"):
+        hour_ago = changed - timedelta(hours=1)
+        Desktop.objects.update(updated_at=hour_ago)
+        Operation.objects.update(updated_at=hour_ago)
+        OperationDesktop.objects.update(updated_at=hour_ago)
+        in_flight = OperationDesktop.objects.filter(operation=running, status="running")
+        in_flight.update(updated_at=changed)
+        Desktop.objects.filter(tasks__in=in_flight).update(updated_at=changed)
+    return {
+        "admin": admin,
+        "helpdesk": helpdesk,
+        "big": pools[0],
+        "desktop": targets[1500],
+        "changed_at": changed.timestamp(),
+        # The page of the big pool, by name, that holds the desktops in flight.
+        "in_flight_page": 1000 // 100 + 1,
+    }
 
 
 def measure(world: dict, runs: int) -> None:
@@ -357,12 +376,14 @@ def measure(world: dict, runs: int) -> None:
     anonymous = Client()
     big = world["big"].pk
     last_page = (world["big"].desktops.count() + 99) // 100
+    hx = {"HX-Request": "true"}
     pages = [
         ("login page (baseline)", anonymous, "/accounts/login/", {}),
         ("dashboard", admin, "/", {}),
-        ("dashboard live fragment (htmx)", admin, "/", {"HX-Request": "true"}),
+        ("dashboard live fragment (htmx)", admin, "/", hx),
+        *_live_parts(admin, world),
         ("pool, first page", admin, f"/pools/{big}/", {}),
-        ("pool, live fragment (htmx)", admin, f"/pools/{big}/", {"HX-Request": "true"}),
+        ("pool, live fragment (htmx, the page's own address)", admin, f"/pools/{big}/", hx),
         (
             "pool, state + datastore + version, by state-changed desc, page 20",
             admin,
@@ -405,17 +426,24 @@ def measure(world: dict, runs: int) -> None:
     ]
     rows = []
     only = [o for o in os.environ.get("BENCH_ONLY", "").split(",") if o]
-    for label, client, url, headers in pages:
+    for label, client, url, headers, *before in pages:
+        before = before[0] if before else (lambda: None)
+        before()
         response = client.get(url, headers=headers)  # warm-up
         assert response.status_code in (200, 204), (label, response.status_code)
         if only and not any(o in label for o in only) and "baseline" not in label:
             continue
         queries = []
+        before()
         with connection.execute_wrapper(_counting(queries)):
             response = client.get(url, headers=headers)
         size = len(response.content)
+        if os.environ.get("BENCH_DUMP"):  # each answer, to look at what is sent
+            name = "".join(c if c.isalnum() else "-" for c in label)[:80]
+            Path(os.environ["BENCH_DUMP"], f"{name}.html").write_bytes(response.content)
         times = []
         for _ in range(runs):
+            before()
             start = time.perf_counter()
             client.get(url, headers=headers)
             times.append((time.perf_counter() - start) * 1000)
@@ -428,6 +456,59 @@ def measure(world: dict, runs: int) -> None:
     for label, ms, count, size, status in rows:
         shown = f"{size:,}" if status == 200 else f"{status}, {size}"
         print(f"| {label} | {ms:.1f} ms | {ms / baseline:.1f} | {count} | {shown} |")
+
+
+def _live_parts(client, world) -> list:
+    """The live parts as a browser polls them: each at the address (and version) its page
+    carries. Empty for a version of the portal without them."""
+    import html
+    import re
+
+    rows = []
+    big = world["big"].pk
+    page = client.get(f"/pools/{big}/?page={world['in_flight_page']}").content.decode()
+    found = re.search(r'id="live"[^>]* hx-get="([^"]+)"', page)
+    if found:
+        url = html.unescape(found[1])
+        # As the next poll after one that came just before the 12 desktops in flight changed.
+        changed = re.sub(r"since=[0-9.]+", f"since={world['changed_at'] - 1:.3f}", url)
+        changed = re.sub(r"v=[0-9a-f]+", "v=older", changed)
+        rows += [
+            ("pool live part: 12 desktops in flight on the page changed", client, changed, HX),
+            ("pool live part: nothing changed (204)", client, url, HX),
+        ]
+    dashboard = client.get("/").content.decode()
+    for part in ("activity", "overview"):
+        found = re.search(rf'hx-get="([^"]*part={part}[^"]*)"', dashboard)
+        if found:
+            url = html.unescape(found[1])
+            changed = re.sub(r"v=[0-9a-f]+", "v=older", url)
+            rows += [
+                (
+                    f"dashboard {part} part: changed, computed once for every watcher",
+                    client,
+                    changed,
+                    HX,
+                ),
+                (
+                    f"dashboard {part} part: changed, first watcher (nothing shared yet)",
+                    client,
+                    changed,
+                    HX,
+                    _forget_shared,
+                ),
+                (f"dashboard {part} part: nothing changed (204)", client, url, HX),
+            ]
+    return rows
+
+
+HX = {"HX-Request": "true"}
+
+
+def _forget_shared() -> None:
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 def _counting(queries: list):

@@ -1,10 +1,5 @@
 from __future__ import annotations
 
-import math
-import time
-from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -13,16 +8,15 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from composer import drivers, images, naming, progress, services
+from composer import drivers, images, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
 from composer.models import Operation, OperationDesktop
 from composer.services import create_pool, set_pool_datastores
-from pools import desktop_filters, usage
+from pools import desktop_filters, live_part, usage
 from pools.desktop_filters import FLAGS, SORT_LABELS
 from pools.forms import PoolDatastoresForm, PoolForm
 from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
@@ -74,13 +68,14 @@ def pool_create(request):
 @require("pools.view_pool", action="view_pool")
 def pool_detail(request, pk: int):
     pool = get_object_or_404(Pool.objects.select_related("image_version__image", "endpoint"), pk=pk)
-    active = _active_operations(pool)
+    active = live_part.active_operations(pool)
     context = _desktop_table(request, pool, active)
+    ids = [d.pk for d in context["page"]]
+    version, _ = live.pool_version(pool.pk, request.user)
+    context.update(live_part.context(pool, ids, active, version))
     if request.htmx:  # a page loaded before the live part had its own address polls here
-        context.update(_live_part(request, pool, [d.pk for d in context["page"]], active))
         context["changed_rows"] = list(context["page"])
-        return render(request, "pools/pool_live.html", context)
-    context.update(_live_part(request, pool, [d.pk for d in context["page"]], active))
+        return live.compressed(request, render(request, "pools/pool_live.html", context))
     per_datastore = context["datastore_counts"]
     context["pool_datastores"] = [
         (link, per_datastore.get(link.datastore_id, 0))
@@ -91,117 +86,22 @@ def pool_detail(request, pk: int):
 
 @require("pools.view_pool", action="view_pool")
 def pool_live(request, pk: int):
-    """The pool page's live part, polled while an operation runs: its operations' progress,
-    and only the rows of the page that changed since the last poll, swapped in place
-    (out of band). 204 when nothing changed (portal/live.py)."""
-    current = live.pool_version(pk, request.user)
-    if current is None:
+    """The pool page's live part (pools/live_part.py): 204 when nothing changed."""
+    found = live.pool_version(pk, request.user)
+    if found is None:
         raise Http404("No such pool.")
-    if answer := live.unchanged(request, current):
+    version, stamps = found
+    if answer := live.unchanged(request, version):
         return answer
     pool = get_object_or_404(Pool, pk=pk)
-    ids = _row_ids(request.GET.get("rows", ""))
-    context = _live_part(request, pool, ids, _active_operations(pool), version=current)
-    context["changed_rows"] = _changed_rows(request, pool, ids, context["active_operations"])
+    ids = live_part.decode_ids(request.GET.get("rows", ""))
+    since = live_part.window(request.GET)
+    active = live_part.active_operations(pool)
+    operations_changed = since is None or (stamps["operations"] or since) > since
+    context = live_part.context(pool, ids, active, version, operations=operations_changed)
+    context["changed_rows"], context["gone_rows"] = live_part.changed_rows(pool, ids, active, since)
     context["can_select"] = request.user.has_perm("pools.run_maintenance")
-    return render(request, "pools/pool_live.html", context)
-
-
-# How long before the last poll a change is still sent again: a transaction that took its
-# updated_at before the last poll but committed after it is not missed.
-ROWS_OVERLAP = timedelta(seconds=3)
-
-
-def _row_ids(raw: str) -> list[int]:
-    ids = (desktop_filters.int_param(part) for part in raw.split(",")[:DESKTOPS_PER_PAGE])
-    return [pk for pk in ids if pk]
-
-
-def _changed_rows(request, pool: Pool, ids: list[int], active: list) -> list[Desktop]:
-    """The desktops among `ids` (the rows the page shows) changed since the last poll, or
-    every one when the poll says nothing of when that was. Once every live.REFRESH_SECONDS
-    the window reaches that far back, so a change committed late shows within that bound."""
-    try:
-        since = float(request.GET.get("since", ""))
-        bucket = int(request.GET.get("b", ""))
-    except ValueError:
-        since = bucket = None
-    desktops = Desktop.objects.filter(pool=pool, pk__in=ids)
-    if since is not None and math.isfinite(since):
-        cutoff = since - ROWS_OVERLAP.total_seconds()
-        if bucket != live.bucket():
-            cutoff -= live.REFRESH_SECONDS
-        when = datetime.fromtimestamp(max(cutoff, 0), tz=UTC)
-        changed = set(desktops.filter(updated_at__gte=when).values_list("pk", flat=True))
-        if active:
-            changed.update(
-                OperationDesktop.objects.filter(
-                    operation__in=active, desktop__in=ids, updated_at__gte=when
-                ).values_list("desktop_id", flat=True)
-            )
-        desktops = Desktop.objects.filter(pk__in=changed)
-    rows = list(desktops.select_related("datastore", "image_version").order_by("name"))
-    _attach_steps(rows, active)
-    return rows
-
-
-def _attach_steps(desktops: list[Desktop], active: list) -> None:
-    """The step each desktop is in, from the operations running on the pool."""
-    steps = {}
-    if active and desktops:
-        steps = dict(
-            OperationDesktop.objects.filter(
-                operation__in=active,
-                desktop__in=[d.pk for d in desktops],
-                status__in=OperationDesktop.IN_FLIGHT,
-            ).values_list("desktop_id", "step")
-        )
-    for desktop in desktops:
-        desktop.step = steps.get(desktop.pk, "")
-
-
-def _active_operations(pool: Pool) -> list[Operation]:
-    return progress.attach_all(
-        list(
-            Operation.objects.filter(pool=pool, status__in=Operation.ACTIVE).order_by(
-                "requested_at"
-            )
-        )
-    )
-
-
-def _live_part(
-    request, pool: Pool, ids: list[int], active: list, version: str | None = None
-) -> dict:
-    """What the live part shows besides changed rows, and where its next poll goes."""
-    if version is None:
-        version = live.pool_version(pool.pk, request.user)
-    poll = urlencode(
-        {
-            "v": version,
-            "since": f"{time.time():.3f}",
-            "b": live.bucket(),
-            "rows": ",".join(str(pk) for pk in ids),
-        }
-    )
-    return {
-        "pool": pool,
-        "active_operations": active,
-        "recent_operations": Operation.objects.filter(pool=pool).order_by("-requested_at")[:5],
-        # The result of what just ended, in the live part: the last poll of an operation
-        # shows how it ended instead of its progress block just vanishing.
-        "just_ended": progress.attach_all(
-            Operation.objects.filter(
-                pool=pool,
-                status__in=Operation.FINISHED,
-                finished_at__gte=timezone.now() - JUST_ENDED,
-            ).order_by("-finished_at")[:3]
-        ),
-        # Polls only while an operation runs; the last poll after it ends shows the result.
-        "live": bool(active),
-        "live_url": reverse("pools:live", args=[pool.pk]) + "?" + poll,
-        "poll_seconds": settings.POLL_SECONDS,
-    }
+    return live.compressed(request, render(request, "pools/pool_live.html", context))
 
 
 def _query(request, **changes) -> str:
@@ -243,7 +143,7 @@ def _desktop_table(request, pool: Pool, active: list) -> dict:
     ids = list(page.object_list)
     rows = Desktop.objects.select_related("datastore", "image_version").in_bulk(ids)
     page.object_list = [rows[pk] for pk in ids if pk in rows]
-    _attach_steps(page.object_list, active)
+    live_part.attach_steps(page.object_list, active)
 
     counts, datastore_counts, version_counts = {}, {}, {}
     for state, datastore, version, n in grouped:
@@ -389,10 +289,6 @@ def _selection(pool: Pool, raw_ids: list[str], marked: bool):
         return resolve_desktops(pool, raw_ids), ""
     except ValidationError as exc:
         return [], exc.messages[0]
-
-
-# How long an ended operation's result stays on its pool's page.
-JUST_ENDED = timedelta(minutes=10)
 
 
 def pool_operate(request, pk: int, kind: str):

@@ -20,7 +20,7 @@ from composer.reconciler import _pid_alive
 from pools import usage
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import DesktopState
-from portal import outages
+from portal import live, outages
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,25 @@ class Totals:
         return self.error + self.missing + self.stuck
 
 
-def gather(user) -> dict:
-    """The dashboard's context for this user: each section only if the role may see it."""
+# The dashboard's two live parts: what moves while work runs (counters, operations, workers),
+# polled every POLL_SECONDS then; and the overview (problems, pools, datastores, failures),
+# polled every IDLE_POLL_SECONDS. Each is small enough to send to dozens of watchers.
+PARTS = ("activity", "overview")
+
+
+def gather(user, part: str | None = None, stamps: tuple = ()) -> dict:
+    """The dashboard's context for this user: each section only if the role may see it, and
+    only those of one part when `part` is given (a poll). `stamps` (live.dashboard_stamps)
+    lets the watchers of one state of the estate share its counting."""
     now = timezone.now()
     context: dict = {"now": now}
+
+    def shared(name, compute):
+        return live.memo((name, *stamps), compute) if stamps else compute()
+
+    activity, overview = part in (None, "activity"), part in (None, "overview")
     if user.has_perm("pools.view_pool"):
-        summaries = usage.pool_summaries(now=now)
+        summaries = shared("pool_summaries", lambda: usage.pool_summaries(now=now))
         totals = Totals()
         for s in summaries:
             totals.desktops += s.total
@@ -61,20 +74,24 @@ def gather(user) -> dict:
             totals.error += s.error
             totals.missing += s.missing
             totals.stuck += s.stuck
-        context["pools"] = summaries
         context["totals"] = totals
-        context["legend_states"] = usage.legend()
-        if user.has_perm("pools.view_desktop") and totals.problems:
-            context["problem_desktops"] = problem_desktops(now)
-    if user.has_perm("pools.view_datastore"):
-        context["datastores"] = usage.datastore_usage()
+        if overview:
+            context["pools"] = summaries
+            context["legend_states"] = usage.legend()
+            if user.has_perm("pools.view_desktop") and totals.problems:
+                context["problem_desktops"] = problem_desktops(now)
+    if overview and user.has_perm("pools.view_datastore"):
+        context["datastores"] = shared("datastore_usage", usage.datastore_usage)
         context["warn_percent"] = usage.WARN_PERCENT
     if user.has_perm("composer.view_operation"):
-        context.update(operations(now))
-        context["workers"] = workers()
-        # Noted in Redis while the database was down (portal/outages.py).
-        context["database_outage"] = outages.last_database_outage()
-    if user.has_perm("pools.view_hypervisorendpoint"):
+        if activity:
+            context.update(operations(now))
+            context["workers"] = workers()
+            # Noted in Redis while the database was down (portal/outages.py).
+            context["database_outage"] = outages.last_database_outage()
+        if overview:
+            context.update(failures(now))
+    if overview and user.has_perm("pools.view_hypervisorendpoint"):
         # A hypervisor the reconciler cannot read, or VMs of ours nobody owns.
         context["hypervisor_problems"] = [
             e for e in HypervisorEndpoint.objects.order_by("name") if e.sync_error or e.orphans
@@ -121,12 +138,15 @@ def operations(now) -> dict:
         .select_related("requested_by")
         .order_by("scheduled_for")[:SHOWN]
     )
+    return {"running_operations": running, "scheduled_operations": scheduled}
+
+
+def failures(now) -> dict:
+    S = Operation.Status
     failed = Operation.objects.filter(
         status__in=[S.FAILED, S.PARTIALLY_FAILED], finished_at__gte=now - RECENT
     )
     return {
-        "running_operations": running,
-        "scheduled_operations": scheduled,
         "failed_operations": progress.attach_all(
             failed.select_related("requested_by").order_by("-finished_at")[:SHOWN]
         ),

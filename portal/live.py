@@ -19,6 +19,7 @@ import time
 
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
+from django.middleware.gzip import GZipMiddleware
 
 REFRESH_SECONDS = 30
 
@@ -34,6 +35,16 @@ def version(*parts) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
 
 
+_gzip = GZipMiddleware(lambda request: None)
+
+
+def compressed(request, response):
+    """The response gzipped when the browser accepts it (htmx's requests do): a live part goes
+    to dozens of watchers every few seconds, its rows alike. Only live parts, which hold no
+    form and no secret, so compression reveals nothing (BREACH)."""
+    return _gzip.process_response(request, response)
+
+
 def unchanged(request, current: str) -> HttpResponse | None:
     """204 when the poll's version is the current one; None when the fragment must render."""
     if request.GET.get("v") == current:
@@ -46,9 +57,9 @@ def newest(queryset) -> Subquery:
     return Subquery(queryset.order_by("-updated_at").values("updated_at")[:1])
 
 
-def pool_version(pool_id: int, user) -> str | None:
-    """The pool page's live part: its desktops, its operations and their desktops' tasks,
-    in one query. None if there is no such pool."""
+def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
+    """The pool page's live part: the version, and the newest change of its desktops, of its
+    operations and of their desktops' tasks (one query). None if there is no such pool."""
     from composer.models import Operation, OperationDesktop
     from pools.models import Desktop, Pool
 
@@ -65,17 +76,19 @@ def pool_version(pool_id: int, user) -> str | None:
     )
     if row is None:
         return None
-    return version("pool", pool_id, user.pk, *row)
+    stamps = dict(zip(("desktops", "operations", "tasks"), row, strict=True))
+    return version("pool", pool_id, user.pk, *row), stamps
 
 
-def dashboard_version(user) -> str:
-    """The dashboard: the newest change of any desktop, operation, task of a live operation,
-    datastore and hypervisor sync (one query of index lookups), and the workers and queues
-    (one Redis round trip). A sync error or orphan found shows within REFRESH_SECONDS."""
+def dashboard_stamps() -> tuple:
+    """What the dashboard shows, as of now: the newest change of any desktop, operation,
+    task of a live operation, datastore and hypervisor sync, and the pools there are (one
+    query of index lookups); the workers and queues (one Redis round trip). A sync error or
+    orphan found, or a pool renamed, shows within REFRESH_SECONDS."""
     from django.db import connection
 
     from composer.models import Operation, OperationDesktop
-    from pools.models import Datastore, Desktop, HypervisorEndpoint
+    from pools.models import Datastore, Desktop, HypervisorEndpoint, Pool
 
     def table(model) -> str:
         return connection.ops.quote_name(model._meta.db_table)
@@ -89,11 +102,26 @@ def dashboard_version(user) -> str:
             f" (SELECT MAX(updated_at) FROM {table(OperationDesktop)} WHERE operation_id IN"
             f"  (SELECT id FROM {table(Operation)} WHERE status IN ({marks}))),"
             f" (SELECT MAX(updated_at) FROM {table(Datastore)}),"
-            f" (SELECT MAX(synced_at) FROM {table(HypervisorEndpoint)})",
+            f" (SELECT MAX(synced_at) FROM {table(HypervisorEndpoint)}),"
+            f" (SELECT COUNT(*) FROM {table(Pool)}), (SELECT MAX(id) FROM {table(Pool)})",
             active,
         )
         stamps = cursor.fetchone()
-    return version("dashboard", user.pk, *stamps, _queue_state())
+    return (*stamps, _queue_state())
+
+
+def memo(key: tuple, compute):
+    """compute(), shared by every request that asks with the same key in the same
+    REFRESH_SECONDS (keys carry the stamps the value depends on): dozens of watchers polling
+    the same change cost one computation per process."""
+    from django.core.cache import cache
+
+    name = "live:" + version(*key)
+    value = cache.get(name)
+    if value is None:
+        value = compute()
+        cache.set(name, value, 2 * REFRESH_SECONDS)
+    return value
 
 
 def _queue_state() -> tuple:

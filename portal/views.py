@@ -27,15 +27,21 @@ def dashboard(request):
     user = request.user
     if not user.has_perm("pools.view_pool") and user.has_perm("pools.view_desktop"):
         return redirect("helpdesk")
-    current = live.dashboard_version(user)
-    if request.htmx and (answer := live.unchanged(request, current)):
+    stamps = live.dashboard_stamps()
+    part = None
+    if request.htmx:  # a poll: one part (a page of an older version asks with no part)
+        part = request.GET.get("part")
+        part = part if part in dashboard_data.PARTS else "activity"
+    current = {p: live.version(p, user.pk, *stamps) for p in dashboard_data.PARTS}
+    if part and (answer := live.unchanged(request, current[part])):
         return answer
-    context = dashboard_data.gather(user)
+    context = dashboard_data.gather(user, part, stamps)
     context["live_version"] = current
     busy = context.get("running_operations") or (context.get("workers") or {}).get("queued")
     context["poll_seconds"] = settings.POLL_SECONDS if busy else settings.IDLE_POLL_SECONDS
-    if request.htmx:
-        return render(request, "portal/dashboard.html#live", context)
+    context["idle_poll_seconds"] = settings.IDLE_POLL_SECONDS
+    if part:
+        return live.compressed(request, render(request, f"portal/dashboard.html#{part}", context))
     return render(request, "portal/dashboard.html", context)
 
 

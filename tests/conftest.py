@@ -52,6 +52,15 @@ def pytest_unconfigure(config):
         shutil.rmtree(_embedded["folder"], ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Live parts share computations through Django's cache (portal/live.py): none may leak
+    from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def redis_conn():
     """The test Redis, emptied before the test."""

@@ -2,6 +2,7 @@
 warning, operations with progress and estimated finish, workers and queue, recent failures;
 live by htmx and complete without it."""
 
+import html
 import re
 from datetime import timedelta
 
@@ -246,11 +247,20 @@ def test_counts_refresh_live_and_the_page_works_without_javascript(client, users
     full = client.get(reverse("dashboard"))
     assert b"<html" in full.content and b'id="live"' in full.content
     assert b'hx-trigger="every 2s"' in full.content
-    fragment = client.get(reverse("dashboard"), headers={"HX-Request": "true"})
+    assert b'id="overview"' in full.content
+    # Each part polls with the version it was rendered at: 204 while nothing changed.
+    for part in ("activity", "overview"):
+        url = html.unescape(re.search(rf'hx-get="([^"]*part={part}[^"]*)"', full.text)[1])
+        assert client.get(url, headers={"HX-Request": "true"}).status_code == 204
+    activity = html.unescape(re.search(r'hx-get="([^"]*part=activity[^"]*)"', full.text)[1])
+    Desktop.objects.filter(name="CAL-1").update(state=S.ERROR, reason="went wrong")
+    fragment = client.get(activity, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
     assert b"<html" not in fragment.content
     assert fragment.content.lstrip().startswith(b'<div id="live"')
-    assert b'hx-trigger="every 2s"' in fragment.content  # keeps refreshing
-    assert b"desktops</li>" in fragment.content
+    # An operation runs in this world: it keeps refreshing every POLL_SECONDS.
+    assert b'hx-trigger="every 2s"' in fragment.content
+    assert b"desktops</li>" in fragment.content and b'id="overview"' not in fragment.content
 
 
 def test_each_role_sees_only_its_sections(client, users, world):

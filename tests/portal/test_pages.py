@@ -87,8 +87,12 @@ def test_pool_page_polls_while_provisioning_and_stops_when_done(
     assert done.status_code == 200
     assert b"<html" not in done.content  # only the live section, and the rows that changed
     assert b"hx-trigger" not in done.content
-    # Power policy "off": every desktop ready and powered off, its row swapped in place.
-    assert done.content.count(b'hx-swap-oob="true"') == 4
+    # Power policy "off": every desktop ready and powered off, its row swapped in place;
+    # and the operations part, since the operation changed: how it ended.
+    assert done.content.count(b'<tr id="desktop-') == 4
+    assert done.content.count(b'hx-swap-oob="true"') == 5
+    assert b'id="pool-operations" class="card" hx-swap-oob="true"' in done.content
+    assert b"ended" in done.content and b"4 of 4 desktops done" in done.content
     assert done.content.count(b'class="state state-provisioned"') == 4
     assert b'class="state state-provisioning"' not in done.content
 
