@@ -17,6 +17,7 @@ from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_de
 from composer.models import Operation, OperationDesktop
 from composer.services import create_pool, set_pool_datastores
 from pools import desktop_filters, live_part, usage
+from pools.datastore_order import DatastoreOrderedIds
 from pools.desktop_filters import FLAGS, SORT_LABELS
 from pools.forms import PoolDatastoresForm, PoolForm
 from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
@@ -130,15 +131,20 @@ def _desktop_table(request, pool: Pool, active: list) -> dict:
     )
     # Paginate the ids, then fetch the page's rows: the database sorts and skips narrow
     # (index-only) rows, not whole desktops, which keeps deep pages of a big pool fast.
-    paginator = Paginator(desktops.values_list("pk", flat=True), DESKTOPS_PER_PAGE)
+    known = None  # desktops per datastore, when the menus' counts answer it
     if not any(f[k] for k in ("flag", "q", "user")):
-        paginator.count = sum(
-            n
-            for state, datastore, version, n in grouped
-            if f["state"] in ("", state)
-            and f["datastore"] in (None, datastore)
-            and f["version"] in (None, version)
-        )
+        known = {}
+        for state, datastore, version, n in grouped:
+            if f["state"] in ("", state) and f["datastore"] in (None, datastore):
+                if f["version"] in (None, version):
+                    known[datastore] = known.get(datastore, 0) + n
+    if f["sort"] == "datastore":  # a datastore at a time, not a sort of the whole pool
+        ids = DatastoreOrderedIds(desktops, f["descending"], counts=known)
+        paginator = Paginator(ids, DESKTOPS_PER_PAGE)
+    else:
+        paginator = Paginator(desktops.values_list("pk", flat=True), DESKTOPS_PER_PAGE)
+        if known is not None:
+            paginator.count = sum(known.values())
     page = paginator.get_page(request.GET.get("page"))
     ids = list(page.object_list)
     rows = Desktop.objects.select_related("datastore", "image_version").in_bulk(ids)
@@ -215,15 +221,18 @@ def desktop_detail(request, pk: int):
         return render(request, "pools/desktop_detail.html#live", context)
     context["disks"] = desktop.disks.select_related("datastore").order_by("name")
     if request.user.has_perm("portal.view_audit"):
-        # Its own events, and those of every operation that included it.
-        context["events"] = (
-            AuditEvent.objects.filter(
-                Q(target_type="desktop", target_id=str(desktop.pk))
-                | Q(operation_id__in=desktop.tasks.values("operation_id"))
-            )
-            .select_related("operation")
-            .order_by("-at", "-id")[:50]
+        # Its own events, and those of every operation that included it: two queries, each
+        # answered by its index, merged (an OR of the two read the whole log, newest first).
+        own = AuditEvent.objects.filter(target_type="desktop", target_id=str(desktop.pk))
+        of_operations = AuditEvent.objects.filter(
+            operation_id__in=desktop.tasks.values("operation_id")
         )
+        events = {
+            e.pk: e
+            for query in (own, of_operations)
+            for e in query.select_related("operation").order_by("-at", "-id")[:50]
+        }
+        context["events"] = sorted(events.values(), key=lambda e: (e.at, e.pk), reverse=True)[:50]
     return render(request, "pools/desktop_detail.html", context)
 
 

@@ -212,6 +212,8 @@ class AuditEvent(models.Model):
             # The audit page's filters that match exactly, newest first.
             models.Index(fields=["outcome", "at"], name="audit_outcome_at"),
             models.Index(fields=["action", "at"], name="audit_action_at"),
+            # A desktop's (or pool's) own events, on its page.
+            models.Index(fields=["target_type", "target_id", "at"], name="audit_target_at"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["prev_hash"], name="audit_prev_hash_unique"),
