@@ -467,7 +467,7 @@ def _live_parts(client, world) -> list:
     rows = []
     big = world["big"].pk
     page = client.get(f"/pools/{big}/?page={world['in_flight_page']}").content.decode()
-    found = re.search(r'id="live"[^>]* hx-get="([^"]+)"', page)
+    found = re.search(r'id="live"[^>]* hx-get="([^"]+/live/[^"]*)"', page)
     if found:
         url = html.unescape(found[1])
         # As the next poll after one that came just before the 12 desktops in flight changed.

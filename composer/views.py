@@ -16,6 +16,7 @@ from composer.drivers.base import DriverError
 from composer.forms import OPERATE_KINDS
 from composer.models import Operation, OperationDesktop
 from pools.models import ImageVersion, PoolDatastore
+from portal import live
 from portal.permissions import require
 
 Status = Operation.Status
@@ -78,6 +79,9 @@ def operation_list(request):
 
 @require("composer.view_operation", action="view_operation")
 def operation_detail(request, pk: int):
+    current = live.operation_version(pk, request.user)
+    if request.htmx and current and (answer := live.unchanged(request, current)):
+        return answer  # nothing changed since the last poll (portal/live.py)
     operation = get_object_or_404(
         Operation.objects.select_related("requested_by", "pool__endpoint"), pk=pk
     )
@@ -102,10 +106,13 @@ def operation_detail(request, pk: int):
         "kind_options": _kind_options(operation),
         "planned": operation.kind in services.PLANNED_KINDS and bool(operation.plan),
         "live": operation.is_active,
+        "live_version": current,
         "poll_seconds": settings.POLL_SECONDS,
     }
     if request.htmx:
-        return render(request, "composer/operation_detail.html#live", context)
+        return live.compressed(
+            request, render(request, "composer/operation_detail.html#live", context)
+        )
     return render(request, "composer/operation_detail.html", context)
 
 

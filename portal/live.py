@@ -80,6 +80,24 @@ def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
     return version("pool", pool_id, user.pk, *row), stamps
 
 
+def operation_version(operation_id: int, user) -> str | None:
+    """An operation's page: the operation, its desktops' tasks, and the tasks of every live
+    operation (a waiting desktop says which slots are in use), in one query."""
+    from composer.models import Operation, OperationDesktop
+
+    active = Operation.objects.filter(status__in=Operation.ACTIVE).values("pk")
+    row = (
+        Operation.objects.filter(pk=operation_id)
+        .annotate(
+            tasks_at=newest(OperationDesktop.objects.filter(operation=OuterRef("pk"))),
+            others_at=newest(OperationDesktop.objects.filter(operation__in=active)),
+        )
+        .values_list("updated_at", "tasks_at", "others_at")
+        .first()
+    )
+    return None if row is None else version("operation", operation_id, user.pk, *row)
+
+
 def dashboard_stamps() -> tuple:
     """What the dashboard shows, as of now: the newest change of any desktop, operation,
     task of a live operation, datastore and hypervisor sync, and the pools there are (one

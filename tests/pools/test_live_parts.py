@@ -261,3 +261,18 @@ def test_the_dashboard_polls_seldom_while_nothing_runs(client, users, redis_conn
     page = client.get(reverse("dashboard"))
     assert f'hx-trigger="every {settings.IDLE_POLL_SECONDS}s"'.encode() in page.content
     assert f'hx-trigger="every {settings.POLL_SECONDS}s"'.encode() not in page.content
+
+
+# -- the operation page -----------------------------------------------------------------------
+
+
+def test_the_operation_page_answers_204_until_one_of_its_desktops_changes(watched):
+    client, running = watched["client"], watched["world"]["running"]
+    page = client.get(reverse("composer:operation", args=[running.pk]))
+    url = html.unescape(re.search(r'id="live"[^>]* hx-get="([^"]+)"', page.text)[1])
+    response, queries = poll(client, url)
+    assert response.status_code == 204 and queries <= 5
+    task = running.tasks.order_by("pk").first()
+    OperationDesktop.objects.filter(pk=task.pk).update(status="running", step="revert")
+    response, _ = poll(client, url)
+    assert response.status_code == 200 and b"revert" in response.content
