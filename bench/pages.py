@@ -428,6 +428,7 @@ def measure(world: dict, runs: int) -> None:
     only = [o for o in os.environ.get("BENCH_ONLY", "").split(",") if o]
     for label, client, url, headers, *before in pages:
         before = before[0] if before else (lambda: None)
+        url = url() if callable(url) else url
         before()
         response = client.get(url, headers=headers)  # warm-up
         assert response.status_code in (200, 204), (label, response.status_code)
@@ -460,45 +461,54 @@ def measure(world: dict, runs: int) -> None:
 
 def _live_parts(client, world) -> list:
     """The live parts as a browser polls them: each at the address (and version) its page
-    carries. Empty for a version of the portal without them."""
+    carries, read from the page just before the row is measured (a version changes with the
+    time bucket). Empty for a version of the portal without them."""
     import html
     import re
 
-    rows = []
     big = world["big"].pk
-    page = client.get(f"/pools/{big}/?page={world['in_flight_page']}").content.decode()
-    found = re.search(r'id="live"[^>]* hx-get="([^"]+/live/[^"]*)"', page)
-    if found:
-        url = html.unescape(found[1])
-        # As the next poll after one that came just before the 12 desktops in flight changed.
-        changed = re.sub(r"since=[0-9.]+", f"since={world['changed_at'] - 1:.3f}", url)
-        changed = re.sub(r"v=[0-9a-f]+", "v=older", changed)
-        rows += [
-            ("pool live part: 12 desktops in flight on the page changed", client, changed, HX),
-            ("pool live part: nothing changed (204)", client, url, HX),
-        ]
-    dashboard = client.get("/").content.decode()
+    pool_page = f"/pools/{big}/?page={world['in_flight_page']}"
+    if "/live/" not in client.get(pool_page).content.decode():
+        return []
+
+    def live_url(page: str, pattern: str, changed: bool = False, since: float | None = None):
+        def url() -> str:
+            found = re.search(pattern, client.get(page).content.decode())
+            address = html.unescape(found[1])
+            if since is not None:  # as the next poll after one just before the change
+                address = re.sub(r"since=[0-9.]+", f"since={since:.3f}", address)
+            return re.sub(r"v=[0-9a-f]+", "v=older", address) if changed else address
+
+        return url
+
+    pool = r'id="live"[^>]* hx-get="([^"]+/live/[^"]*)"'
+    rows = [
+        (
+            "pool live part: 12 desktops in flight on the page changed",
+            client,
+            live_url(pool_page, pool, changed=True, since=world["changed_at"] - 1),
+            HX,
+        ),
+        ("pool live part: nothing changed (204)", client, live_url(pool_page, pool), HX),
+    ]
     for part in ("activity", "overview"):
-        found = re.search(rf'hx-get="([^"]*part={part}[^"]*)"', dashboard)
-        if found:
-            url = html.unescape(found[1])
-            changed = re.sub(r"v=[0-9a-f]+", "v=older", url)
-            rows += [
-                (
-                    f"dashboard {part} part: changed, computed once for every watcher",
-                    client,
-                    changed,
-                    HX,
-                ),
-                (
-                    f"dashboard {part} part: changed, first watcher (nothing shared yet)",
-                    client,
-                    changed,
-                    HX,
-                    _forget_shared,
-                ),
-                (f"dashboard {part} part: nothing changed (204)", client, url, HX),
-            ]
+        found = rf'hx-get="([^"]*part={part}[^"]*)"'
+        rows += [
+            (
+                f"dashboard {part} part: changed, computed once for every watcher",
+                client,
+                live_url("/", found, changed=True),
+                HX,
+            ),
+            (
+                f"dashboard {part} part: changed, first watcher (nothing shared yet)",
+                client,
+                live_url("/", found, changed=True),
+                HX,
+                _forget_shared,
+            ),
+            (f"dashboard {part} part: nothing changed (204)", client, live_url("/", found), HX),
+        ]
     return rows
 
 
