@@ -97,7 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--dashboard-pollers", type=int, default=5, help="of the pollers, on the dashboard (5)"
     )
     parser.add_argument("--browsers", type=int, default=5, help="clients browsing pages (5)")
-    parser.add_argument("--interval", type=float, default=2.0, help="poll interval, s (2)")
+    parser.add_argument(
+        "--interval", type=int, default=2, help="the portal's POLL_SECONDS: pages poll so (2)"
+    )
     parser.add_argument("--desktops", type=int, default=200, help="desktops refreshed (200)")
     parser.add_argument(
         "--filler", type=int, default=20_000, help="extra desktops for the pages' weight (20000)"
@@ -591,46 +593,40 @@ def json_attribute(attrs: dict[str, str] | None, name: str) -> dict:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+EVERY = re.compile(r"\bevery\s+(\d+(?:\.\d+)?)(ms|s)?\b")
+
+
 @dataclass
-class LiveElement:
-    """What htmx knows of the element it polls (id="live"), and so sends with each poll."""
+class Polled:
+    """An element htmx polls (hx-get, hx-trigger "every Ns"): what it sends with each poll."""
 
+    id: str
     url: str
-    body_headers: dict = field(default_factory=dict)  # hx-headers of <body> (CSRF token)
-    headers: dict = field(default_factory=dict)  # hx-headers of the element itself
+    interval: float
+    headers: dict = field(default_factory=dict)  # the element's own hx-headers
     vals: dict = field(default_factory=dict)  # hx-vals: query parameters of a GET
-    etag: str = ""
-    last_modified: str = ""
+    etag: str = ""  # sent back as If-None-Match
+    last_modified: str = ""  # sent back as If-Modified-Since
 
-    def learn(self, text: str, response_headers, full_page: bool) -> None:
-        if full_page:
-            body = find_tag(text, lambda tag, a: tag[:5].lower() == "<body")
-            self.body_headers = json_attribute(body, "hx-headers")
-        live = find_tag(text, lambda tag, a: a.get("id") == "live")
-        if live is not None:
-            self.url = live.get("hx-get") or self.url
-            self.headers = json_attribute(live, "hx-headers")
-            self.vals = json_attribute(live, "hx-vals")
-        self.etag = response_headers.get("etag", self.etag)
-        self.last_modified = response_headers.get("last-modified", self.last_modified)
 
-    def request(self, base: str, page_url: str) -> tuple[str, dict]:
-        url = self.url
-        if self.vals:
-            url += ("&" if "?" in url else "?") + urlencode(self.vals)
-        headers = {
-            "HX-Request": "true",
-            "HX-Current-URL": base + page_url,
-            "HX-Target": "live",
-            "HX-Trigger": "live",
-            **self.body_headers,
-            **self.headers,
-        }
-        if self.etag:
-            headers["If-None-Match"] = self.etag
-        if self.last_modified:
-            headers["If-Modified-Since"] = self.last_modified
-        return url, headers
+def polled_elements(text: str) -> dict[str, Polled]:
+    """Every element of `text` that htmx would poll, by id."""
+    found = {}
+    for match in OPENING_TAG.finditer(text):
+        attrs = attributes(match.group(0))
+        every = EVERY.search(attrs.get("hx-trigger", ""))
+        if "hx-get" not in attrs or not every:
+            continue
+        seconds = float(every.group(1)) / (1000 if every.group(2) == "ms" else 1)
+        ident = attrs.get("id") or f"(element {len(found) + 1})"
+        found[ident] = Polled(
+            ident,
+            attrs["hx-get"],
+            seconds,
+            json_attribute(attrs, "hx-headers"),
+            json_attribute(attrs, "hx-vals"),
+        )
+    return found
 
 
 class Client:
@@ -665,35 +661,84 @@ class Client:
         await self.http.aclose()
 
 
-async def open_page(client: Client, page: tuple[str, str], interval: float, rng):
-    """A watcher opens its page (people arrive over one interval); what htmx then knows of
-    the live element."""
-    label, page_url = page
-    await asyncio.sleep(rng.uniform(0, interval))
-    element = LiveElement(page_url)
-    response = await client.get("open", f"{label} (page opened)", page_url)
-    if response is not None and response.status_code == 200:
-        element.learn(response.text, response.headers, full_page=True)
-    return element
+class Watcher:
+    """One person with a page open: loads it, then htmx polls each element of it that polls,
+    each on its own timer, as long as the element's latest version says so."""
 
+    def __init__(self, client: Client, page: tuple[str, str], stats: Counter):
+        self.client = client
+        self.label, self.page_url = page
+        self.stats = stats  # elements started polling, stopped by the server, pages without
+        self.body_headers: dict = {}  # hx-headers of <body>: every request from the page
+        self.polling: dict[str, asyncio.Task] = {}
 
-async def poller(client, page, element: LiveElement, interval: float, deadline, rng):
-    """Polls the live fragment as htmx does: the next poll `interval` after the answer was
-    swapped in (after the previous poll, when nothing was swapped)."""
-    label, page_url = page
-    fired = time.monotonic() - rng.uniform(0, interval)  # the watchers' timers are not in step
-    swapped = False
-    while True:
-        wait = interval if swapped else max(0.0, fired + interval - time.monotonic())
-        await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
-        if time.monotonic() >= deadline:
+    async def watch(self, deadline: float, rng: random.Random) -> None:
+        await asyncio.sleep(rng.uniform(0, 2))  # people arrive over a couple of seconds
+        response = await self.client.get("open", f"{self.label} (page opened)", self.page_url)
+        if response is None or response.status_code != 200:
             return
-        fired = time.monotonic()
-        url, headers = element.request(client.base, page_url)
-        response = await client.get("fragment", f"{label} (live fragment)", url, headers)
-        swapped = response is not None and response.status_code == 200
-        if swapped:
-            element.learn(response.text, response.headers, full_page=False)
+        body = find_tag(response.text, lambda tag, a: tag[:5].lower() == "<body")
+        self.body_headers = json_attribute(body, "hx-headers")
+        elements = polled_elements(response.text)
+        if not elements:
+            self.stats["pages opened with nothing to poll"] += 1
+        for element in elements.values():
+            self.start(element, deadline, rng)
+        while self.polling:  # polls may start others (an element swapped in out of band)
+            await asyncio.gather(*self.polling.values())
+            self.polling = {k: t for k, t in self.polling.items() if not t.done()}
+
+    def start(self, element: Polled, deadline: float, rng: random.Random) -> None:
+        self.stats["elements polled"] += 1
+        self.polling[element.id] = asyncio.create_task(self.poll(element, deadline, rng))
+
+    def request(self, element: Polled) -> tuple[str, dict]:
+        url = element.url
+        if element.vals:
+            url += ("&" if "?" in url else "?") + urlencode(element.vals)
+        headers = {"HX-Request": "true", "HX-Current-URL": self.client.base + self.page_url}
+        if not element.id.startswith("("):
+            headers.update({"HX-Target": element.id, "HX-Trigger": element.id})
+        headers.update({**self.body_headers, **element.headers})
+        if element.etag:
+            headers["If-None-Match"] = element.etag
+        if element.last_modified:
+            headers["If-Modified-Since"] = element.last_modified
+        return url, headers
+
+    async def poll(self, element: Polled, deadline: float, rng: random.Random) -> None:
+        """The next poll `interval` after an answer was swapped in, or after the previous poll
+        when nothing was swapped (204, 304, an error). A swapped-in version that no longer
+        polls, or a 286, ends it, as in htmx."""
+        fired = time.monotonic() - rng.uniform(0, element.interval)  # timers not in step
+        swapped = False
+        while True:
+            wait = element.interval if swapped else fired + element.interval - time.monotonic()
+            await asyncio.sleep(max(0.0, min(wait, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                return
+            fired = time.monotonic()
+            url, headers = self.request(element)
+            label = f"{self.label} (live #{element.id})"
+            response = await self.client.get("fragment", label, url, headers)
+            swapped = response is not None and response.status_code == 200
+            if response is not None and response.status_code == 286:
+                self.stats["elements stopped by the server"] += 1
+                return
+            if not swapped:
+                continue
+            element.etag = response.headers.get("etag", element.etag)
+            element.last_modified = response.headers.get("last-modified", element.last_modified)
+            new = polled_elements(response.text)
+            for other in new.values():  # also swapped in (out of band): polls from now on
+                if other.id != element.id and other.id not in self.polling:
+                    self.start(other, deadline, rng)
+            if element.id not in new:
+                self.stats["elements stopped by the server"] += 1
+                return
+            latest = new[element.id]
+            element.url, element.interval = latest.url, latest.interval
+            element.headers, element.vals = latest.headers, latest.vals
 
 
 async def browser(client: Client, pages: list[tuple[str, str]], deadline, rng):
@@ -761,31 +806,26 @@ def start_refresh_in_thread(admin, pool):
 
 
 async def watched_refresh(args, base, world: World, sessions: list[str], processes, access):
-    """Run 2: the watchers open their pages; then the refresh starts, and the pollers and
-    browsers are on the portal for `args.seconds`."""
+    """Run 2: the refresh starts; the watchers open their pages and poll, and the browsers
+    browse, for `args.seconds`."""
     samples: list[Sample] = []
+    stats: Counter = Counter()
     rng = random.Random(args.seed)
     clients = [Client(base, key, samples) for key in sessions]
-    pollers = clients[: args.pollers]
-    browsers = clients[args.pollers :]
     pages = poller_pages(world, args.pollers, args.dashboard_pollers)
+    watchers = [
+        Watcher(client, page, stats)
+        for client, page in zip(clients[: args.pollers], pages, strict=True)
+    ]
+    browsers = clients[args.pollers :]
     try:
-        elements = await asyncio.gather(
-            *(
-                open_page(client, page, args.interval, random.Random(rng.random()))
-                for client, page in zip(pollers, pages, strict=True)
-            )
-        )
         cpu, load_cpu = CpuMeter(processes), CpuMeter(processes)
         access_from = access.stat().st_size
         started = time.monotonic()
         operation = await asyncio.to_thread(start_refresh_in_thread, world.admin, world.pool)
         waiting = asyncio.create_task(asyncio.to_thread(wait_operation, operation, cpu))
         deadline = started + args.seconds
-        tasks = [
-            poller(client, page, element, args.interval, deadline, random.Random(rng.random()))
-            for client, page, element in zip(pollers, pages, elements, strict=True)
-        ]
+        tasks = [watcher.watch(deadline, random.Random(rng.random())) for watcher in watchers]
         browsed = browsing_pages(world, operation)
         tasks += [
             browser(client, browsed, deadline, random.Random(rng.random())) for client in browsers
@@ -799,9 +839,9 @@ async def watched_refresh(args, base, world: World, sessions: list[str], process
     result["observed"] = result["ended"] - started
     result["watched_all"] = result["ended"] <= load_ended
     result["load_seconds"] = load_ended - started
-    result["load_window"] = (started, load_ended)
     result["op_window"] = (started, result["ended"])
     result["load_cpu"] = load_cpu.read()
+    result["polling"] = stats
     with access.open("rb") as log:
         log.seek(access_from)
         result["server"] = parse_access_log(log.read().decode(errors="replace"))
@@ -897,6 +937,13 @@ def report(args, run1: dict, run2: dict, samples: list[Sample], processes: Proce
     )
     print()
     print(f"{len(measured) / load:.1f} requests/s over {load:.1f} s")
+    polling = run2["polling"]
+    print(
+        f"Polling: {polling['elements polled']} elements polled, "
+        f"{polling['elements stopped by the server']} of them stopped by the server (an "
+        f"answer without polling, or 286), {polling['pages opened with nothing to poll']} "
+        "pages opened with nothing to poll"
+    )
     server = run2["server"]
     if server:
         print()
@@ -1010,6 +1057,7 @@ def main(argv=None) -> int:
             SECURE_SSL_REDIRECT="false",
             SECURE_HSTS_SECONDS="0",
             SIMULATOR_STEP_SECONDS="0",
+            POLL_SECONDS=str(args.interval),
             LOG_LEVEL="WARNING",
             DJANGO_SETTINGS_MODULE="portal.settings",
         )

@@ -88,8 +88,10 @@ def main(total: int = 50_000, runs: int = 9, audit_events: int = 200_000) -> Non
     finally:
         embedded_redis.stop(redis)
         shutil.rmtree(folder, ignore_errors=True)
-        if throwaway:
+        if throwaway and not os.environ.get("BENCH_KEEP"):
             _admin_sql(f"DROP DATABASE IF EXISTS {throwaway} WITH (FORCE)")
+        elif throwaway:
+            print(f"kept database {throwaway}")
 
 
 def _admin_sql(statement: str) -> None:
@@ -383,6 +385,13 @@ def measure(world: dict, runs: int) -> None:
         ("dashboard live fragment (htmx)", admin, "/", hx),
         *_live_parts(admin, world),
         ("pool, first page", admin, f"/pools/{big}/", {}),
+        (
+            "pool, first page, first view after a change (nothing shared)",
+            admin,
+            f"/pools/{big}/",
+            {},
+            _forget_shared,
+        ),
         ("pool, live fragment (htmx, the page's own address)", admin, f"/pools/{big}/", hx),
         (
             "pool, state + datastore + version, by state-changed desc, page 20",

@@ -221,7 +221,7 @@ def _slots_in_use(endpoint_id: int) -> tuple[dict[str, int], dict[int, int]]:
             operation__pool__endpoint_id=endpoint_id, status__in=OperationDesktop.IN_FLIGHT
         )
         .values_list("operation__pool_id", "operation__kind")
-        .annotate(count=Count("id"))
+        .annotate(count=Count("*"))
         .order_by()
     ):
         busy[limit_class(kind)] += count

@@ -175,7 +175,7 @@ def finish_if_done(operation_id: int) -> bool:
             return False
         if operation.prepared_at is None:
             return False
-        counts = dict(operation.tasks.values_list("status").annotate(n=Count("id")).order_by())
+        counts = dict(operation.tasks.values_list("status").annotate(n=Count("*")).order_by())
         unfinished = (TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT)
         if any(counts.get(s) for s in unfinished):
             return False

@@ -58,7 +58,7 @@ class Progress:
 
 
 def of(operation: Operation) -> Progress:
-    counts = dict(operation.tasks.values_list("status").annotate(n=Count("id")).order_by())
+    counts = dict(operation.tasks.values_list("status").annotate(n=Count("*")).order_by())
     return _counted(counts, paused=operation.status == Operation.Status.PAUSED)
 
 
@@ -90,7 +90,7 @@ def attach_all(operations) -> list[Operation]:
         for operation_id, status, n in (
             OperationDesktop.objects.filter(operation_id__in=counts)
             .values_list("operation_id", "status")
-            .annotate(n=Count("id"))
+            .annotate(n=Count("*"))
             .order_by()
         ):
             counts[operation_id][status] = n

@@ -54,7 +54,7 @@ def datastore_rooms(
     pending = dict(
         Desktop.objects.filter(datastore_id__in=ids, delta_mb=0)
         .values_list("datastore_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     replicas = set(
         Replica.objects.filter(datastore_id__in=ids, image_version=version)

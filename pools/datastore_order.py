@@ -24,7 +24,7 @@ class DatastoreOrderedIds:
         self.desktops = desktops.order_by()
         self.descending = descending
         if counts is None:
-            counts = dict(self.desktops.values_list("datastore_id").annotate(n=Count("id")))
+            counts = dict(self.desktops.values_list("datastore_id").annotate(n=Count("*")))
         names = ("-name", "-pk") if descending else ("name", "pk")
         order = (
             Datastore.objects.filter(pk__in=counts).order_by(*names).values_list("pk", flat=True)

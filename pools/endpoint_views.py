@@ -27,7 +27,7 @@ def endpoint_list(request):
     )
     # Counted apart rather than as a second annotation: two joins would multiply the counts.
     tasks = dict(
-        HypervisorTask.objects.values_list("endpoint_id").annotate(n=Count("id")).order_by()
+        HypervisorTask.objects.values_list("endpoint_id").annotate(n=Count("*")).order_by()
     )
     checks = endpoint_checks.latest(e.pk for e in endpoints)
     for endpoint in endpoints:

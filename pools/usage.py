@@ -135,9 +135,9 @@ def pool_summaries(now=None) -> list[PoolSummary]:
     ones by desktop_state_changed.
     """
     by_pool = {p.pk: PoolSummary(p, {}) for p in Pool.objects.order_by("name")}
-    counted = Desktop.objects.values_list("pool_id").annotate(n=Count("id")).order_by()
+    counted = Desktop.objects.values_list("pool_id").annotate(n=Count("*")).order_by()
     for pool_id, state, n in (
-        Desktop.objects.values_list("pool_id", "state").annotate(n=Count("id")).order_by()
+        Desktop.objects.values_list("pool_id", "state").annotate(n=Count("*")).order_by()
     ):
         by_pool[pool_id].counts[state] = n
     for pool_id, n in counted.filter(missing=True):
@@ -243,7 +243,7 @@ def datastore_usage(datastores=None) -> list[DatastoreUsage]:
     # Grouped in the desktop_lineage index's column order, so the index answers it alone.
     for pool_id, version_id, datastore_id, n in (
         Desktop.objects.values_list("pool_id", "image_version_id", "datastore_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .order_by()
     ):
         row = usage.get(datastore_id)
@@ -329,7 +329,7 @@ def lineage():
     per_version_pool: dict[tuple[int, int], int] = defaultdict(int)
     for pool_id, version_id, datastore_id, replica_id, n in (
         Desktop.objects.values_list("pool_id", "image_version_id", "datastore_id", "replica_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .order_by()
     ):
         if replica_id is not None:

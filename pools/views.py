@@ -70,9 +70,9 @@ def pool_create(request):
 def pool_detail(request, pk: int):
     pool = get_object_or_404(Pool.objects.select_related("image_version__image", "endpoint"), pk=pk)
     active = live_part.active_operations(pool)
-    context = _desktop_table(request, pool, active)
+    version, stamps = live.pool_version(pool.pk, request.user)
+    context = _desktop_table(request, pool, active, stamps)
     ids = [d.pk for d in context["page"]]
-    version, _ = live.pool_version(pool.pk, request.user)
     context.update(live_part.context(pool, ids, active, version))
     if request.htmx:  # a page loaded before the live part had its own address polls here
         context["changed_rows"] = list(context["page"])
@@ -116,18 +116,22 @@ def _query(request, **changes) -> str:
     return params.urlencode()
 
 
-def _desktop_table(request, pool: Pool, active: list) -> dict:
+def _desktop_table(request, pool: Pool, active: list, stamps: dict) -> dict:
     """The desktop table: filtered, sorted and paginated by the database with a fixed number
     of queries, whatever the size of the pool (tests/pools/test_pages_scale.py)."""
     f = desktop_filters.parse(request.GET)
     desktops = desktop_filters.apply(Desktop.objects.filter(pool=pool), f)
     # One pass over the pool's desktops counts them by state, datastore and version at once
     # (the filter menus), and answers the pager's count when only those filter.
-    grouped = list(
-        Desktop.objects.filter(pool=pool)
-        .values_list("state", "datastore_id", "image_version_id")
-        .annotate(n=Count("id"))
-        .order_by()
+    # Shared by every page view until one of the pool's desktops changes (portal/live.py).
+    grouped = live.memo(
+        ("pool_counts", pool.pk, stamps["desktops"]),
+        lambda: list(
+            Desktop.objects.filter(pool=pool)
+            .values_list("state", "datastore_id", "image_version_id")
+            .annotate(n=Count("*"))
+            .order_by()
+        ),
     )
     # Paginate the ids, then fetch the page's rows: the database sorts and skips narrow
     # (index-only) rows, not whole desktops, which keeps deep pages of a big pool fast.
@@ -419,7 +423,7 @@ def pool_datastores(request, pk: int):
     counts = dict(
         Desktop.objects.filter(pool=pool)
         .values_list("datastore_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     rows = [(ds, link, sel, oc, counts.get(ds.pk, 0)) for ds, link, sel, oc in form.rows()]
