@@ -25,18 +25,19 @@ What the script does, all on this machine (loopback only):
    of 12 desktops warms every process up (not measured).
 4. Run 1, nobody watching: a refresh of the whole pool (services.start_operation as an
    administrator); its wall time is the Operation's requested_at -> finished_at.
-5. Run 2, watched. First --pollers clients open their page (the pool page, some with a
-   sort, a filter or a page; --dashboard-pollers of them the dashboard), spread over one
-   interval: these loads are reported apart. Then the same refresh starts, and for
-   --seconds the pollers poll their page's live fragment as htmx would: HX-Request and the
-   other HX-* headers, the hx-headers of <body> and of the live element, its hx-get URL and
-   hx-vals, If-None-Match when an answer had an ETag (If-Modified-Since for Last-Modified),
-   the next poll --interval seconds after an answer was swapped in (after the previous poll
-   when nothing was). Meanwhile --browsers clients load full pages in a loop (dashboard,
-   pool pages with sorts, filters and pages, the filler's big pool, operations, the running
-   operation, helpdesk searches, datastores, images, the audit log) with 0.2-1 s of think
-   time. Pollers poll for the whole time, also once an answer leaves polling off (htmx
-   would stop), so the load is an upper bound.
+5. Run 2, watched: the same refresh starts, and for --seconds --pollers clients watch: each
+   opens its page over the first 2 s (the pool page, some with a sort, a filter or a page;
+   --dashboard-pollers of them the dashboard; these loads are reported apart), and then
+   polls what htmx would poll on it: every element with hx-get and hx-trigger "every Ns",
+   each on its own timer, sending HX-Request and the other HX-* headers, the hx-headers of
+   <body> and of the element, its hx-vals, If-None-Match when an answer had an ETag
+   (If-Modified-Since for Last-Modified). The next poll comes N s after an answer was swapped
+   in (after the previous poll when nothing was: 204, 304, an error); a swapped-in version
+   of the element that no longer polls, or a 286, ends its polling, and an element swapped
+   in that polls (out of band, say) starts. --interval sets the portal's POLL_SECONDS.
+   Meanwhile --browsers clients load full pages in a loop (dashboard, pool pages with sorts,
+   filters and pages, the filler's big pool, operations, the running operation, helpdesk
+   searches, datastores, images, the audit log) with 0.2-1 s of think time.
 6. Reports requests, errors, p50/p95/p99 latency (fragments, pages, all; per page too), the
    same server-side from gunicorn's access log (without the wait for a free worker), the
    CPU each process group used, and the two wall times; it exits 1 unless errors == 0,
@@ -932,7 +933,7 @@ def report(args, run1: dict, run2: dict, samples: list[Sample], processes: Proce
             stats_row("pages", pages),
             overall,
             stats_row("all, while the refresh ran", during),
-            stats_row("pages opened by the pollers, before (not in 'all')", opened),
+            stats_row("pages opened by the pollers (not in 'all')", opened),
         ]
     )
     print()
