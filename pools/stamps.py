@@ -32,6 +32,9 @@ class Stamped(models.Model):
 
     def save(self, *args, **kwargs):
         fields = kwargs.get("update_fields")
-        if fields is not None and "updated_at" not in fields:
-            kwargs["update_fields"] = [*fields, "updated_at"]
+        if fields is not None:  # any iterable: read it once
+            fields = list(fields)
+            if fields and "updated_at" not in fields:  # empty: Django saves nothing
+                fields.append("updated_at")
+            kwargs["update_fields"] = fields
         super().save(*args, **kwargs)
