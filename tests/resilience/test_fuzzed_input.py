@@ -129,6 +129,7 @@ SETTINGS = hypothesis_settings(
 PATH_OBJECTS = {
     ("helpdesk_confirm", "pk"): "desktop",
     ("pools:detail", "pk"): "pool",
+    ("pools:live", "pk"): "pool",
     ("pools:operate", "pk"): "pool",
     ("pools:pool_datastores", "pk"): "pool",
     ("pools:desktop", "pk"): "desktop",
