@@ -986,6 +986,8 @@ def report(args, run1: dict, run2: dict, samples: list[Sample], processes: Proce
         if other > 0.10:
             busy_elsewhere.append(name)
     print(f"| ratio run 2 / run 1 | | {ratio:.3f} | | | |")
+    if run2["load_cpu"][OTHER] > 0.10 * run2["load_cpu"]["machine total"]:
+        busy_elsewhere.append("the load")
     if busy_elsewhere:
         print(
             f"\nWARNING: other work used more than 10% of the machine during "
