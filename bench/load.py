@@ -26,7 +26,7 @@ What the script does, all on this machine (loopback only):
 4. Run 1, nobody watching: a refresh of the whole pool (services.start_operation as an
    administrator); its wall time is the Operation's requested_at -> finished_at.
 5. Run 2, watched: the same refresh starts, and for --seconds --pollers clients watch: each
-   opens its page over the first 2 s (the pool page, some with a sort, a filter or a page;
+   opens its page over the first 10 s (ARRIVAL; the pool page, some with a sort, a filter or a page;
    --dashboard-pollers of them the dashboard; these loads are reported apart), and then
    polls what htmx would poll on it: every element with hx-get and hx-trigger "every Ns",
    each on its own timer, sending HX-Request and the other HX-* headers, the hx-headers of
@@ -88,6 +88,8 @@ RATIO_TARGET = 1.10
 # Answers that mean "nothing changed" to a poller: 204 (htmx swaps nothing), 286 (htmx stops
 # polling), 304 (not modified, after If-None-Match or If-Modified-Since).
 UNCHANGED = {204, 286, 304}
+# The pollers open their pages at random over the first ARRIVAL seconds of the load.
+ARRIVAL = 10
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -674,7 +676,9 @@ class Watcher:
         self.polling: dict[str, asyncio.Task] = {}
 
     async def watch(self, deadline: float, rng: random.Random) -> None:
-        await asyncio.sleep(rng.uniform(0, 2))  # people arrive over a couple of seconds
+        # People arrive over the first ARRIVAL seconds: 50 pages opened within 2 s queue up
+        # behind each other on two gunicorn workers (a thundering herd, not watching).
+        await asyncio.sleep(rng.uniform(0, ARRIVAL))
         response = await self.client.get("open", f"{self.label} (page opened)", self.page_url)
         if response is None or response.status_code != 200:
             return
