@@ -393,7 +393,7 @@ def add_filler(total: int, admin):
     a session; 200 finished operations with their audit events. Returns the big pool."""
     from django.utils import timezone
 
-    from composer.models import Operation, OperationDesktop
+    from composer.models import DesktopTask, Operation
     from pools.models import (
         BaseImage,
         Datastore,
@@ -489,8 +489,8 @@ def add_filler(total: int, admin):
         for i in range(200)
     )
     sample = list(Desktop.objects.filter(pool=pools[0]).order_by("pk")[:10])
-    OperationDesktop.objects.bulk_create(
-        OperationDesktop(operation=op, desktop=d, desktop_name=d.name, status="succeeded")
+    DesktopTask.objects.bulk_create(
+        DesktopTask(operation=op, desktop=d, desktop_name=d.name, status="succeeded")
         for op in history
         for d in sample
     )

@@ -152,7 +152,7 @@ def populate(total: int) -> dict:
     from django.contrib.auth.models import Group, User
     from django.utils import timezone
 
-    from composer.models import Operation, OperationDesktop
+    from composer.models import DesktopTask, Operation
     from pools.models import (
         BaseImage,
         Datastore,
@@ -278,7 +278,7 @@ def populate(total: int) -> dict:
         if i < 1000:
             start = now - timedelta(minutes=40) + timedelta(seconds=2 * i)
             tasks.append(
-                OperationDesktop(
+                DesktopTask(
                     operation=running,
                     desktop=d,
                     desktop_name=d.name,
@@ -290,7 +290,7 @@ def populate(total: int) -> dict:
             )
         elif i < 1012:
             tasks.append(
-                OperationDesktop(
+                DesktopTask(
                     operation=running,
                     desktop=d,
                     desktop_name=d.name,
@@ -300,8 +300,8 @@ def populate(total: int) -> dict:
                 )
             )
         else:
-            tasks.append(OperationDesktop(operation=running, desktop=d, desktop_name=d.name))
-    OperationDesktop.objects.bulk_create(tasks, batch_size=2000)
+            tasks.append(DesktopTask(operation=running, desktop=d, desktop_name=d.name))
+    DesktopTask.objects.bulk_create(tasks, batch_size=2000)
     scheduled = Operation.objects.create(
         kind="refresh",
         pool=pools[1],
@@ -310,8 +310,8 @@ def populate(total: int) -> dict:
         requested_by=admin,
         scheduled_for=now + timedelta(hours=8),
     )
-    OperationDesktop.objects.bulk_create(
-        OperationDesktop(operation=scheduled, desktop=d, desktop_name=d.name)
+    DesktopTask.objects.bulk_create(
+        DesktopTask(operation=scheduled, desktop=d, desktop_name=d.name)
         for d in Desktop.objects.filter(pool=pools[1])[:200]
     )
     # History: 300 finished operations of 20 desktops each, a few failed today.
@@ -329,9 +329,9 @@ def populate(total: int) -> dict:
         for i in range(300)
     )
     sample = list(Desktop.objects.order_by("pk")[:20])
-    OperationDesktop.objects.bulk_create(
+    DesktopTask.objects.bulk_create(
         (
-            OperationDesktop(
+            DesktopTask(
                 operation=op,
                 desktop=d,
                 desktop_name=d.name,
@@ -347,12 +347,12 @@ def populate(total: int) -> dict:
     # Everything last changed an hour ago but the 12 desktops in flight, changed just now:
     # what a poll during the refresh finds (where rows carry when they changed).
     changed = timezone.now()
-    if hasattr(OperationDesktop, "updated_at"):
+    if hasattr(DesktopTask, "updated_at"):
         hour_ago = changed - timedelta(hours=1)
         Desktop.objects.update(updated_at=hour_ago)
         Operation.objects.update(updated_at=hour_ago)
-        OperationDesktop.objects.update(updated_at=hour_ago)
-        in_flight = OperationDesktop.objects.filter(operation=running, status="running")
+        DesktopTask.objects.update(updated_at=hour_ago)
+        in_flight = DesktopTask.objects.filter(operation=running, status="running")
         in_flight.update(updated_at=changed)
         Desktop.objects.filter(tasks__in=in_flight).update(updated_at=changed)
     return {

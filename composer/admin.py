@@ -3,8 +3,8 @@ from django.contrib import admin
 from composer import models
 
 
-class OperationDesktopInline(admin.TabularInline):
-    model = models.OperationDesktop
+class DesktopTaskInline(admin.TabularInline):
+    model = models.DesktopTask
     extra = 0
     can_delete = False
     readonly_fields = [
@@ -38,18 +38,18 @@ class OperationAdmin(admin.ModelAdmin):
         "prepared_at",
         "finished_at",
     ]
-    inlines = [OperationDesktopInline]
+    inlines = [DesktopTaskInline]
 
     def has_add_permission(self, request):
         return False  # operations start from the portal's forms, which check and audit them
 
 
-@admin.register(models.OperationDesktop)
-class OperationDesktopAdmin(admin.ModelAdmin):
+@admin.register(models.DesktopTask)
+class DesktopTaskAdmin(admin.ModelAdmin):
     list_display = ["desktop_name", "operation", "status", "step", "finished_at"]
     list_filter = ["status"]
     search_fields = ["desktop_name"]
-    readonly_fields = OperationDesktopInline.readonly_fields + ["operation"]
+    readonly_fields = DesktopTaskInline.readonly_fields + ["operation"]
 
     def has_add_permission(self, request):
         return False

@@ -24,13 +24,13 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import enqueue_on_commit
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import READY
 
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 PROVISIONING_KINDS = (Operation.Kind.PROVISION,)
 # Operations that never take a desktop out of service, so min_ready does not apply.
@@ -66,7 +66,7 @@ def dispatch(endpoint_id: int, before: Callable[[], object] | None = None) -> in
 
 def dispatch_and_claim(
     endpoint_id: int, runner: str, rq_job_id: str, before: Callable[[], object] | None = None
-) -> OperationDesktop | None:
+) -> DesktopTask | None:
     """Dispatch as dispatch() does, but keep the first desktop handed out for the caller,
     a desktop job that has just freed its slot: that task is marked running by `runner` in
     the rq job `rq_job_id` (as run_desktop's claim would), with its `operation` (and pool)
@@ -79,7 +79,7 @@ def dispatch_and_claim(
 
 def _dispatch(
     endpoint_id: int, before, claim: tuple[str, str] | None
-) -> tuple[int, OperationDesktop | None]:
+) -> tuple[int, DesktopTask | None]:
     from composer.jobs import run_desktop
 
     dispatched = 0
@@ -98,7 +98,7 @@ def _dispatch(
             Operation.objects.filter(
                 pool__endpoint=endpoint, status=Status.RUNNING, prepared_at__isnull=False
             )
-            .filter(tasks__in=OperationDesktop.objects.filter(ready_to_run))
+            .filter(tasks__in=DesktopTask.objects.filter(ready_to_run))
             .select_related("pool")
             .distinct()
             # Urgent (helpdesk-sized) operations take the next free slot before bulk work.
@@ -162,13 +162,13 @@ def _ready_room(operation: Operation) -> int | None:
     # A dispatched desktop is still ready until its worker starts on it: do not count it.
     ready = (
         Desktop.objects.filter(pool=operation.pool, state__in=READY)
-        .exclude(tasks__status__in=OperationDesktop.IN_FLIGHT)
+        .exclude(tasks__status__in=DesktopTask.IN_FLIGHT)
         .count()
     )
     return ready - minimum
 
 
-def waiting_reasons(tasks: list[OperationDesktop]) -> dict[int, str]:
+def waiting_reasons(tasks: list[DesktopTask]) -> dict[int, str]:
     """Task id -> why that desktop is not being worked on yet, for the tasks that wait
     (pending, dispatched, or in a paused operation), each task with its `operation` and
     pool loaded. The slots in use are counted as dispatch() counts them: one query per
@@ -177,7 +177,7 @@ def waiting_reasons(tasks: list[OperationDesktop]) -> dict[int, str]:
     slots: dict[int, tuple[dict[str, int], dict[int, int]]] = {}
     for task in tasks:
         operation = task.operation
-        if task.status in OperationDesktop.FINISHED or task.status == TaskStatus.RUNNING:
+        if task.status in DesktopTask.FINISHED or task.status == TaskStatus.RUNNING:
             continue
         if operation.status == Status.PAUSED:
             reasons[task.pk] = "waiting (paused)"
@@ -217,8 +217,8 @@ def _slots_in_use(endpoint_id: int) -> tuple[dict[str, int], dict[int, int]]:
     busy = {"provisioning": 0, "maintenance": 0}
     pool_busy: dict[int, int] = defaultdict(int)
     for pool_id, kind, count in (
-        OperationDesktop.objects.filter(
-            operation__pool__endpoint_id=endpoint_id, status__in=OperationDesktop.IN_FLIGHT
+        DesktopTask.objects.filter(
+            operation__pool__endpoint_id=endpoint_id, status__in=DesktopTask.IN_FLIGHT
         )
         .values_list("operation__pool_id", "operation__kind")
         .annotate(count=Count("*"))

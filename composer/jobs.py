@@ -16,14 +16,14 @@ from django.utils import timezone
 
 from composer import dispatch, drivers, lifecycle, services, steps
 from composer.drivers.base import DriverError, Unreachable
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import URGENT, queue
 from pools.models import Desktop
 
 log = logging.getLogger(__name__)
 
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 
 @drivers.logs_out
@@ -142,12 +142,12 @@ class _CarryOn:
 
 def _claim(
     task_id: int, attempt: int, runner: str, job_id: str
-) -> tuple[OperationDesktop | None, Operation | None, str]:
+) -> tuple[DesktopTask | None, Operation | None, str]:
     """Take the desktop the job was enqueued for. Returns the task, its operation (None when
     the desktop is not to be run: a stale delivery, or its operation paused) and a message
     when there is nothing more to do to it (paused, halted)."""
     with transaction.atomic():
-        task = OperationDesktop.objects.select_for_update().get(pk=task_id)
+        task = DesktopTask.objects.select_for_update().get(pk=task_id)
         if task.status != TaskStatus.DISPATCHED or task.attempts != attempt:
             # A stale delivery: the reconciler handed this desktop out again since.
             return None, None, f"desktop task {task_id} attempt {attempt} is stale"
@@ -168,7 +168,7 @@ def _claim(
     return task, operation, ""
 
 
-def _run_steps(task: OperationDesktop, operation: Operation) -> bool:
+def _run_steps(task: DesktopTask, operation: Operation) -> bool:
     """Run the desktop's steps and record how they ended, except a success: then True, for
     the caller to record."""
     if task.desktop_id is None or not Desktop.objects.filter(pk=task.desktop_id).exists():
@@ -215,12 +215,12 @@ def outage_backoff(seconds_down: float) -> int:
     return int(min(30, max(2, seconds_down / 4)))
 
 
-def _wait_for_hypervisor(task: OperationDesktop, operation: Operation, exc: Unreachable) -> None:
+def _wait_for_hypervisor(task: DesktopTask, operation: Operation, exc: Unreachable) -> None:
     """A transport failure is not the desktop's: park it and try the same step again with
     back-off, until the endpoint's outage window has passed; then it fails."""
     now = timezone.now()
     since = (
-        OperationDesktop.objects.filter(pk=task.pk).values_list("unreachable_since", flat=True)
+        DesktopTask.objects.filter(pk=task.pk).values_list("unreachable_since", flat=True)
     ).first() or now
     window = operation.pool.endpoint.outage_window_seconds
     down = (now - since).total_seconds()

@@ -1,7 +1,7 @@
 """Changes of an operation's and its desktops' progress rows, each under a row lock.
 
 Jobs (jobs.py), the dispatcher and the reconciler call these; nothing else writes the
-status of an Operation or an OperationDesktop once it is queued.
+status of an Operation or an DesktopTask once it is queued.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from composer import plans, replicas
 from composer.drivers.base import DriverError
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool
 from pools.states import DesktopState, transition
 from portal.audit import record
@@ -22,17 +22,17 @@ from portal.audit import record
 log = logging.getLogger(__name__)
 
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 Kind = Operation.Kind
 
 
-def fail_task(task: OperationDesktop, message: str) -> None:
+def fail_task(task: DesktopTask, message: str) -> None:
     """The desktop's part failed: the task says why, and the desktop is in Error with it."""
     with transaction.atomic():
         # Fenced like every write of a running desktop: a superseded attempt changes nothing.
         # (A pending desktop fails before any attempt when its replica cannot be made.)
         rows = (
-            OperationDesktop.objects.filter(pk=task.pk, status=TaskStatus.PENDING)
+            DesktopTask.objects.filter(pk=task.pk, status=TaskStatus.PENDING)
             if task.status == TaskStatus.PENDING
             else _owned(task)
         )
@@ -58,26 +58,24 @@ def _allowed(state: str):
     return ALLOWED.get(state, frozenset())
 
 
-def _owned(task: OperationDesktop):
+def _owned(task: DesktopTask):
     """The task's row, as long as this attempt still runs it."""
-    return OperationDesktop.objects.filter(
-        pk=task.pk, attempts=task.attempts, status=TaskStatus.RUNNING
-    )
+    return DesktopTask.objects.filter(pk=task.pk, attempts=task.attempts, status=TaskStatus.RUNNING)
 
 
-def succeed_task(task: OperationDesktop) -> None:
+def succeed_task(task: DesktopTask) -> None:
     # No savepoint when a desktop job calls it inside its dispatch's transaction.
     with transaction.atomic(savepoint=False):
         if _owned(task).update(status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()):
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
 
 
-def skip_task(task: OperationDesktop, why: str) -> None:
+def skip_task(task: DesktopTask, why: str) -> None:
     """Nothing to do any more (the desktop was deleted while the task was queued)."""
     _owned(task).update(status=TaskStatus.SKIPPED, error=why, finished_at=timezone.now())
 
 
-def park_task(task: OperationDesktop, retry_at, why: str, **fields) -> None:
+def park_task(task: DesktopTask, retry_at, why: str, **fields) -> None:
     """A user is logged on, or the hypervisor does not answer: free the slot and look again
     at retry_at."""
     _owned(task).update(status=TaskStatus.WAITING, retry_at=retry_at, error=why, **fields)
@@ -109,7 +107,7 @@ def prepare(operation: Operation) -> str:
         Pool.objects.filter(pk=operation.pool_id).update(
             image_version_id=operation.options["image_version"]
         )
-    needed: dict[tuple[int, int], list[OperationDesktop]] = {}
+    needed: dict[tuple[int, int], list[DesktopTask]] = {}
     for task in operation.tasks.filter(status=TaskStatus.PENDING).select_related(
         "desktop__datastore__endpoint",
         "desktop__image_version__image",
@@ -133,7 +131,7 @@ def prepare(operation: Operation) -> str:
     return ""
 
 
-def _replica_needed(operation: Operation, task: OperationDesktop) -> tuple[int, int] | None:
+def _replica_needed(operation: Operation, task: DesktopTask) -> tuple[int, int] | None:
     desktop = task.desktop
     if desktop is None:
         return None
@@ -176,7 +174,7 @@ def finish_if_done(operation_id: int) -> bool:
         if operation.prepared_at is None:
             return False
         counts = dict(operation.tasks.values_list("status").annotate(n=Count("*")).order_by())
-        unfinished = (TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT)
+        unfinished = (TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT)
         if any(counts.get(s) for s in unfinished):
             return False
         failed = counts.get(TaskStatus.FAILED, 0)

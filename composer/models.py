@@ -133,7 +133,7 @@ class Operation(Stamped):
         return self.logoff_policy == self.LogoffPolicy.FORCE
 
 
-class OperationDesktop(Stamped):
+class DesktopTask(Stamped):
     """One desktop's progress inside an operation, recorded step by step."""
 
     class Status(models.TextChoices):

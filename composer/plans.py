@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from django.db.models import Sum
 
 from composer import inventory, planner
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Datastore, Desktop, ImageVersion, PersistentDisk, Pool, Replica
 from pools.states import DesktopState
 
 S = DesktopState
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 # DESIGN: only these desktops are moved by a rebalance; others are reported, not touched.
 MOVABLE_STATES = (S.AVAILABLE, S.PROVISIONED, S.ERROR, S.CUSTOMIZING)
@@ -33,8 +33,8 @@ class FrozenPlan:
         return self.data
 
     def create_tasks(self, operation: Operation) -> None:
-        OperationDesktop.objects.bulk_create(
-            OperationDesktop(
+        DesktopTask.objects.bulk_create(
+            DesktopTask(
                 operation=operation,
                 desktop=desktop,
                 desktop_name=desktop.name,
@@ -48,7 +48,7 @@ class FrozenPlan:
 
 def _pending_schedules(desktops: list[Desktop]) -> dict[int, int]:
     return dict(
-        OperationDesktop.objects.filter(
+        DesktopTask.objects.filter(
             desktop__in=desktops,
             operation__status=Operation.Status.SCHEDULED,
             status=TaskStatus.PENDING,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.db.models import Count
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,12 @@ def of(operation: Operation) -> Progress:
 
 
 def _counted(counts: dict[str, int], paused: bool = False) -> Progress:
-    status = OperationDesktop.Status
+    status = DesktopTask.Status
     return Progress(
         total=sum(counts.values()),
         succeeded=counts.get(status.SUCCEEDED, 0),
         failed=counts.get(status.FAILED, 0),
-        finished=sum(counts.get(s, 0) for s in OperationDesktop.FINISHED),
+        finished=sum(counts.get(s, 0) for s in DesktopTask.FINISHED),
         running=counts.get(status.RUNNING, 0),
         dispatched=counts.get(status.DISPATCHED, 0),
         waiting=counts.get(status.WAITING, 0),
@@ -88,7 +88,7 @@ def attach_all(operations) -> list[Operation]:
     counts: dict[int, dict[str, int]] = {op.pk: {} for op in operations}
     if counts:
         for operation_id, status, n in (
-            OperationDesktop.objects.filter(operation_id__in=counts)
+            DesktopTask.objects.filter(operation_id__in=counts)
             .values_list("operation_id", "status")
             .annotate(n=Count("*"))
             .order_by()

@@ -30,7 +30,7 @@ from rq.worker import Worker
 
 from composer import dispatch, drivers, endpoint_checks, inventory, lifecycle
 from composer.drivers.base import DriverError
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import queue
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import BUSY, DesktopState, transition
@@ -38,7 +38,7 @@ from pools.states import BUSY, DesktopState, transition
 log = logging.getLogger(__name__)
 
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 # A job enqueued on commit may take a moment to appear; do not act on anything younger.
 SETTLE = timedelta(seconds=30)
@@ -69,14 +69,14 @@ def reconcile() -> dict:
             report["operations_restarted"] += 1
 
     # 2. Desktops whose worker died.
-    stale = OperationDesktop.objects.filter(
-        status__in=OperationDesktop.IN_FLIGHT, dispatched_at__lte=now - SETTLE
+    stale = DesktopTask.objects.filter(
+        status__in=DesktopTask.IN_FLIGHT, dispatched_at__lte=now - SETTLE
     )
     for task in stale:
         if task_alive(task, conn):
             continue
         with transaction.atomic():
-            updated = OperationDesktop.objects.filter(
+            updated = DesktopTask.objects.filter(
                 pk=task.pk, status=task.status, attempts=task.attempts
             ).update(status=TaskStatus.PENDING)
         if updated:
@@ -113,9 +113,9 @@ def reconcile() -> dict:
 
 
 def end_orphaned_desktops() -> int:
-    held = OperationDesktop.objects.filter(
+    held = DesktopTask.objects.filter(
         operation__status__in=Operation.ACTIVE,
-        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT],
+        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
     ).values("desktop_id")
     ended = 0
     for desktop in Desktop.objects.filter(state__in=BUSY).exclude(pk__in=held):
@@ -139,7 +139,7 @@ def end_orphaned_desktops() -> int:
     return ended
 
 
-def task_alive(task: OperationDesktop, conn) -> bool:
+def task_alive(task: DesktopTask, conn) -> bool:
     """Whether a desktop handed to a worker is still being (or about to be) worked on."""
     host, _, pid = task.runner.rpartition(":")
     if task.status == TaskStatus.RUNNING and host == socket.gethostname() and pid.isdigit():

@@ -12,7 +12,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from composer import capacity, naming
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import enqueue_at_on_commit, enqueue_on_commit
 from pools.models import (
     Datastore,
@@ -154,8 +154,8 @@ def create_pool(actor, spec: PoolSpec, request=None) -> Operation:
             requested_by=actor,
             options={"desktops": len(desktops)},
         )
-        OperationDesktop.objects.bulk_create(
-            OperationDesktop(operation=operation, desktop=d, desktop_name=d.name) for d in desktops
+        DesktopTask.objects.bulk_create(
+            DesktopTask(operation=operation, desktop=d, desktop_name=d.name) for d in desktops
         )
         record(
             actor=actor,
@@ -225,7 +225,7 @@ def set_pool_datastores(actor, pool: Pool, changes, request=None) -> None:
 
 Kind = Operation.Kind
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 # Kinds that need a plan approved before they run.
 PLANNED_KINDS = (Kind.RECOMPOSE, Kind.REBALANCE)
@@ -486,18 +486,18 @@ def _new_operation(
 def _busy(desktops: list[Desktop]) -> dict[int, int]:
     """Desktop id -> the operation already working on it (queued, running or paused)."""
     return dict(
-        OperationDesktop.objects.filter(
+        DesktopTask.objects.filter(
             desktop_id__in=[d.pk for d in desktops],
             operation__status__in=[Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.CANCELLING],
-            status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT],
+            status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
         ).values_list("desktop_id", "operation_id")
     )
 
 
 def _add_tasks(operation: Operation, desktops: list[Desktop]) -> None:
     busy = _busy(desktops)
-    OperationDesktop.objects.bulk_create(
-        OperationDesktop(
+    DesktopTask.objects.bulk_create(
+        DesktopTask(
             operation=operation,
             desktop=d,
             desktop_name=d.name,
@@ -512,7 +512,7 @@ def lock_scheduled_desktops(operation_id: int) -> None:
     """A scheduled operation about to start holds its desktops first (jobs.run_operation),
     then skip_busy() skips those another live operation took in the meantime."""
     lock_desktops(
-        OperationDesktop.objects.filter(
+        DesktopTask.objects.filter(
             operation_id=operation_id, status=TaskStatus.PENDING
         ).values_list("desktop_id", flat=True)
     )
@@ -537,7 +537,7 @@ def _activate(operation: Operation, actor, request) -> None:
     desktop_ids = list(
         operation.tasks.filter(status=TaskStatus.PENDING).values_list("desktop_id", flat=True)
     )
-    scheduled = OperationDesktop.objects.filter(
+    scheduled = DesktopTask.objects.filter(
         desktop_id__in=desktop_ids, operation__status=Status.SCHEDULED, status=TaskStatus.PENDING
     ).exclude(operation=operation)
     cancelled: list[Operation] = []

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from composer import drivers
 from composer.drivers.base import CustomizationSpec, Driver, DriverError, NotFound
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.replicas import ensure_replica, replica_info, sync_datastore
 from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
 from pools.states import DesktopState, transition
@@ -42,7 +42,7 @@ class Superseded(Exception):
 
 @dataclass
 class Context:
-    task: OperationDesktop
+    task: DesktopTask
     operation: Operation
     desktop: Desktop
     pool: Pool
@@ -80,7 +80,7 @@ def save(desktop: Desktop, *fields: str) -> None:
 # -- the steps ------------------------------------------------------------------------------
 
 
-def session(ctx: Context) -> None:
+def wait_for_logoff(ctx: Context) -> None:
     """Wait for the user to log off, or warn, give the grace period, then log them off."""
     if not ctx.driver.reports_sessions:
         return  # the hypervisor cannot tell (vSphere): nothing to wait for or warn
@@ -306,20 +306,20 @@ REBUILD = [
 STEPS: dict[str, list[tuple[str, Step]]] = {
     Kind.PROVISION: PROVISION,
     Kind.REFRESH: [
-        ("session", session),
+        ("wait_for_logoff", wait_for_logoff),
         ("maintenance", maintenance),
         ("power_off", power_off),
         ("revert", revert),
         ("power", power_ready),
     ],
     Kind.RECOMPOSE: [
-        ("session", session),
+        ("wait_for_logoff", wait_for_logoff),
         ("maintenance", maintenance),
         ("power_off", power_off),
         *REBUILD,
     ],
     Kind.REBALANCE: [
-        ("session", session),
+        ("wait_for_logoff", wait_for_logoff),
         ("maintenance", maintenance),
         ("power_off", power_off),
         ("detach_disks", detach_disks),
@@ -328,7 +328,7 @@ STEPS: dict[str, list[tuple[str, Step]]] = {
         *REBUILD,
     ],
     Kind.DELETE: [
-        ("session", session),
+        ("wait_for_logoff", wait_for_logoff),
         ("deleting", deleting),
         ("power_off", power_off),
         ("release_disks", release_disks),
@@ -336,7 +336,7 @@ STEPS: dict[str, list[tuple[str, Step]]] = {
         ("forget", forget),
     ],
     Kind.POWER: [
-        ("session", session),
+        ("wait_for_logoff", wait_for_logoff),
         ("maintenance", maintenance),
         ("power_action", power_action),
     ],
@@ -345,7 +345,7 @@ STEPS: dict[str, list[tuple[str, Step]]] = {
 }
 
 
-def run(task: OperationDesktop, operation: Operation) -> None:
+def run(task: DesktopTask, operation: Operation) -> None:
     """Run the operation's steps on the task's desktop, from the step it recorded last.
 
     Raises Wait to park the desktop, DriverError when the hypervisor refuses a step.
@@ -354,7 +354,7 @@ def run(task: OperationDesktop, operation: Operation) -> None:
         "pool__endpoint", "datastore", "image_version__image", "replica"
     ).get(pk=task.desktop_id)
     if operation.kind == Kind.POWER and operation.options.get("action") == "start":
-        steps = [s for s in STEPS[Kind.POWER] if s[0] != "session"]  # nobody is logged on
+        steps = [s for s in STEPS[Kind.POWER] if s[0] != "wait_for_logoff"]  # nobody is logged on
     else:
         steps = STEPS[operation.kind]
     names = [name for name, _ in steps]
@@ -369,8 +369,8 @@ def run(task: OperationDesktop, operation: Operation) -> None:
         # runner the reconciler gave up on stops at its next step instead of racing the new.
         # A step done means the hypervisor answers again: its outage clock stops.
         progress = {"unreachable_since": None} if index else {}
-        owned = OperationDesktop.objects.filter(
-            pk=task.pk, attempts=task.attempts, status=OperationDesktop.Status.RUNNING
+        owned = DesktopTask.objects.filter(
+            pk=task.pk, attempts=task.attempts, status=DesktopTask.Status.RUNNING
         ).update(step=name, **progress)
         if not owned:
             raise Superseded(task.pk)

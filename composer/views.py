@@ -14,13 +14,13 @@ from django.views.decorators.http import require_POST
 from composer import dispatch, drivers, progress, services
 from composer.drivers.base import DriverError
 from composer.forms import OPERATE_KINDS
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import ImageVersion, PoolDatastore
 from portal import live
 from portal.permissions import require
 
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 # Real use from which a datastore is flagged (DESIGN: warn at 95%).
 WARN_PERCENT = 95.0

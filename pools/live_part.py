@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from composer import progress
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.desktop_filters import int_param
 from pools.models import Desktop, Pool
 from portal import live
@@ -106,7 +106,7 @@ def changed_rows(pool: Pool, ids: list[int], active: list, since: datetime | Non
     desktops = Desktop.objects.filter(pool=pool, pk__in=ids)
     gone: list[int] = []
     if since is not None:
-        tasks = OperationDesktop.objects.filter(
+        tasks = DesktopTask.objects.filter(
             operation__in=active, desktop__in=ids, updated_at__gte=since
         )
         marks = dict(
@@ -126,10 +126,10 @@ def attach_steps(desktops: list[Desktop], active: list) -> None:
     steps = {}
     if active and desktops:
         steps = dict(
-            OperationDesktop.objects.filter(
+            DesktopTask.objects.filter(
                 operation__in=active,
                 desktop__in=[d.pk for d in desktops],
-                status__in=OperationDesktop.IN_FLIGHT,
+                status__in=DesktopTask.IN_FLIGHT,
             ).values_list("desktop_id", "step")
         )
     for desktop in desktops:

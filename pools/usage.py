@@ -46,12 +46,12 @@ def legend() -> list[tuple[str, str]]:
 
 def held_by_live_task():
     """Desktop ids an active operation still holds (pending, waiting or in flight)."""
-    from composer.models import Operation, OperationDesktop
+    from composer.models import DesktopTask, Operation
 
-    TaskStatus = OperationDesktop.Status
-    return OperationDesktop.objects.filter(
+    TaskStatus = DesktopTask.Status
+    return DesktopTask.objects.filter(
         operation__status__in=Operation.ACTIVE,
-        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *OperationDesktop.IN_FLIGHT],
+        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
         desktop_id__isnull=False,
     ).values("desktop_id")
 

@@ -14,7 +14,7 @@ from composer import drivers, images, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.services import create_pool, set_pool_datastores
 from pools import desktop_filters, live_part, usage
 from pools.datastore_order import DatastoreOrderedIds
@@ -208,7 +208,7 @@ def desktop_detail(request, pk: int):
         pk=pk,
     )
     tasks = list(
-        OperationDesktop.objects.filter(desktop=desktop)
+        DesktopTask.objects.filter(desktop=desktop)
         .select_related("operation__requested_by")
         .order_by("-operation__requested_at", "-pk")[:20]
     )

@@ -28,7 +28,7 @@ from django.urls import reverse
 
 from composer import dispatch, services
 from composer.forms import new_submission
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop
 from pools.states import BUSY, DesktopState
 from portal.permissions import deny, require
@@ -136,10 +136,10 @@ def attach_current(desktops: list[Desktop]) -> None:
     tasks = {}
     if desktops:
         for task in (
-            OperationDesktop.objects.filter(
+            DesktopTask.objects.filter(
                 desktop_id__in=[d.pk for d in desktops], operation__status__in=Operation.ACTIVE
             )
-            .exclude(status__in=OperationDesktop.FINISHED)
+            .exclude(status__in=DesktopTask.FINISHED)
             .select_related("operation__pool__endpoint")
             .order_by("operation__requested_at")
         ):

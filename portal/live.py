@@ -60,7 +60,7 @@ def newest(queryset) -> Subquery:
 def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
     """The pool page's live part: the version, and the newest change of its desktops, of its
     operations and of their desktops' tasks (one query). None if there is no such pool."""
-    from composer.models import Operation, OperationDesktop
+    from composer.models import DesktopTask, Operation
     from pools.models import Desktop, Pool
 
     active = Operation.objects.filter(pool=OuterRef(OuterRef("pk")), status__in=Operation.ACTIVE)
@@ -69,7 +69,7 @@ def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
         .annotate(
             desktops_at=newest(Desktop.objects.filter(pool=OuterRef("pk"))),
             operations_at=newest(Operation.objects.filter(pool=OuterRef("pk"))),
-            tasks_at=newest(OperationDesktop.objects.filter(operation__in=active.values("pk"))),
+            tasks_at=newest(DesktopTask.objects.filter(operation__in=active.values("pk"))),
         )
         .values_list("desktops_at", "operations_at", "tasks_at")
         .first()
@@ -83,14 +83,14 @@ def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
 def operation_version(operation_id: int, user) -> str | None:
     """An operation's page: the operation, its desktops' tasks, and the tasks of every live
     operation (a waiting desktop says which slots are in use), in one query."""
-    from composer.models import Operation, OperationDesktop
+    from composer.models import DesktopTask, Operation
 
     active = Operation.objects.filter(status__in=Operation.ACTIVE).values("pk")
     row = (
         Operation.objects.filter(pk=operation_id)
         .annotate(
-            tasks_at=newest(OperationDesktop.objects.filter(operation=OuterRef("pk"))),
-            others_at=newest(OperationDesktop.objects.filter(operation__in=active)),
+            tasks_at=newest(DesktopTask.objects.filter(operation=OuterRef("pk"))),
+            others_at=newest(DesktopTask.objects.filter(operation__in=active)),
         )
         .values_list("updated_at", "tasks_at", "others_at")
         .first()
@@ -105,7 +105,7 @@ def dashboard_stamps() -> tuple:
     orphan found, or a pool renamed, shows within REFRESH_SECONDS."""
     from django.db import connection
 
-    from composer.models import Operation, OperationDesktop
+    from composer.models import DesktopTask, Operation
     from pools.models import Datastore, Desktop, HypervisorEndpoint, Pool
 
     def table(model) -> str:
@@ -117,7 +117,7 @@ def dashboard_stamps() -> tuple:
         cursor.execute(
             f"SELECT (SELECT MAX(updated_at) FROM {table(Desktop)}),"
             f" (SELECT MAX(updated_at) FROM {table(Operation)}),"
-            f" (SELECT MAX(updated_at) FROM {table(OperationDesktop)} WHERE operation_id IN"
+            f" (SELECT MAX(updated_at) FROM {table(DesktopTask)} WHERE operation_id IN"
             f"  (SELECT id FROM {table(Operation)} WHERE status IN ({marks}))),"
             f" (SELECT MAX(updated_at) FROM {table(Datastore)}),"
             f" (SELECT MAX(synced_at) FROM {table(HypervisorEndpoint)}),"

@@ -62,7 +62,7 @@ def load(port: int, admin) -> None:
     """The endpoint, its datastores, a golden image with two versions and a pool of 4."""
     from composer.drivers import for_endpoint
     from composer.inventory import sync_datastores
-    from composer.models import OperationDesktop
+    from composer.models import DesktopTask
     from composer.services import PoolSpec, create_pool
     from pools.models import (
         BaseImage,
@@ -79,9 +79,7 @@ def load(port: int, admin) -> None:
         old = HypervisorEndpoint.objects.filter(name=ENDPOINT).first()
         if old is not None:
             # What was on the last simulated vCenter went with it.
-            OperationDesktop.objects.filter(target_datastore__endpoint=old).update(
-                target_datastore=None
-            )
+            DesktopTask.objects.filter(target_datastore__endpoint=old).update(target_datastore=None)
             Desktop.objects.filter(pool__endpoint=old).delete()
             PersistentDisk.objects.filter(datastore__endpoint=old).delete()
             Replica.objects.filter(datastore__endpoint=old).delete()

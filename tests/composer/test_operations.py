@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from composer import dispatch, services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.reconciler import reconcile
 from composer.services import OperationRefused, Options
 from pools.models import Desktop, PersistentDisk, Pool, PoolDatastore, Replica
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 GIB = 1024
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_recompose_waits_for_a_logged_on_user_then_finishes(users, lab, pool, ru
 
     operation.refresh_from_db()
     assert operation.status == Status.RUNNING
-    waiting = OperationDesktop.objects.get(operation=operation, desktop_name="OPS-03")
+    waiting = DesktopTask.objects.get(operation=operation, desktop_name="OPS-03")
     assert waiting.status == TaskStatus.WAITING
     assert "alice" in waiting.error
     assert Desktop.objects.get(name="OPS-03").image_version == lab.v1  # untouched so far
@@ -147,7 +147,7 @@ def test_recompose_waits_for_a_logged_on_user_then_finishes(users, lab, pool, ru
     assert {d.image_version_id for d in others} == {lab.v2.pk}
 
     lab.sim.end_session("OPS-03")
-    OperationDesktop.objects.filter(pk=waiting.pk).update(retry_at=timezone.now())
+    DesktopTask.objects.filter(pk=waiting.pk).update(retry_at=timezone.now())
     dispatch.dispatch(pool.endpoint_id)
     run_jobs()
 
@@ -163,14 +163,14 @@ def test_forced_logoff_warns_then_logs_off_after_the_grace_period(users, lab, po
     options = Options(logoff_policy="force", warning_message="Back in 5 minutes", grace_seconds=60)
     operation = services.start_operation(users["admin"], pool, "refresh", [desktop], options)
     run_jobs()
-    task = OperationDesktop.objects.get(operation=operation)
+    task = DesktopTask.objects.get(operation=operation)
     assert task.status == TaskStatus.WAITING  # warned; the grace period runs
     assert lab.sim.last_message("OPS-04") == "Back in 5 minutes"
     assert lab.sim.get_vm("OPS-04").session_user == "bob"
 
     assert task.retry_at - timezone.now() > timedelta(seconds=50)
     # The grace period ends.
-    OperationDesktop.objects.filter(pk=task.pk).update(retry_at=timezone.now())
+    DesktopTask.objects.filter(pk=task.pk).update(retry_at=timezone.now())
     dispatch.dispatch(pool.endpoint_id)
     run_jobs()
     operation.refresh_from_db()
@@ -185,7 +185,7 @@ def test_forcing_logoff_halves_the_maintenance_limit(users, lab, pool, run_jobs)
         users["admin"], pool, "refresh", options=Options(logoff_policy="force")
     )
     run_jobs(max_jobs=1)  # the operation job: dispatches what the limit allows
-    assert operation.tasks.filter(status__in=OperationDesktop.IN_FLIGHT).count() == 2
+    assert operation.tasks.filter(status__in=DesktopTask.IN_FLIGHT).count() == 2
     run_jobs()
     operation.refresh_from_db()
     assert operation.status == Status.SUCCEEDED
@@ -196,7 +196,7 @@ def test_min_ready_desktops_caps_maintenance(users, lab, pool, run_jobs):
     operation = services.start_operation(users["admin"], pool, "refresh")
     run_jobs(max_jobs=1)
     # 6 ready, 5 must stay ready: one desktop at a time.
-    assert operation.tasks.filter(status__in=OperationDesktop.IN_FLIGHT).count() == 1
+    assert operation.tasks.filter(status__in=DesktopTask.IN_FLIGHT).count() == 1
     run_jobs()
     operation.refresh_from_db()
     assert operation.status == Status.SUCCEEDED

@@ -21,7 +21,7 @@ from rq.job import JobStatus
 
 from bench.orchestration import Monitor, classify
 from composer import jobs, reconciler, services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import queue
 from pools.models import HypervisorEndpoint, Pool
 from portal import embedded_redis
@@ -29,7 +29,7 @@ from tests.worker_processes import start_worker, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 TARGET = 40  # Redis calls on the queue per desktop (issue 9)
 
 
@@ -158,7 +158,7 @@ def test_the_reconciler_asks_rq_about_the_job_that_carries_a_desktop(monkeypatch
     carrier.set_status(JobStatus.STARTED)
     carrier.worker_name = elsewhere.name
     carrier.save()
-    OperationDesktop.objects.filter(pk=task.pk).update(
+    DesktopTask.objects.filter(pk=task.pk).update(
         status=TaskStatus.RUNNING,
         attempts=1,
         dispatched_at=timezone.now() - timedelta(minutes=5),

@@ -4,7 +4,7 @@ Redis with a burst worker, the simulated hypervisor, and the pages that show the
 import pytest
 from django.urls import reverse
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import queue
 from pools.models import Datastore, Desktop, Pool, Replica
 from pools.states import DesktopState
@@ -60,9 +60,9 @@ def test_admin_creates_pool_and_worker_provisions_it(client, users, lab, run_job
     assert [d.name for d in desktops] == [f"FIN-{n:03d}" for n in range(1, 13)]
     assert {d.state for d in desktops} == {DesktopState.AVAILABLE}
     assert all(d.checkpoint and d.replica_id and d.driver_ref for d in desktops)
-    assert set(
-        OperationDesktop.objects.filter(operation=operation).values_list("status", "step")
-    ) == {("succeeded", "power")}
+    assert set(DesktopTask.objects.filter(operation=operation).values_list("status", "step")) == {
+        ("succeeded", "power")
+    }
 
     # The hypervisor agrees with the inventory: clones on the datastores the rows say, from
     # the replica on that datastore, powered on, checkpointed, with their persistent disk.
@@ -146,7 +146,7 @@ def test_one_failing_desktop_makes_the_operation_partially_failed(client, users,
     assert "customize" in failed.reason and "simulated failure" in failed.reason
     others = Desktop.objects.exclude(name="FIN-004")
     assert {d.state for d in others} == {DesktopState.AVAILABLE}
-    task = OperationDesktop.objects.get(desktop=failed)
+    task = DesktopTask.objects.get(desktop=failed)
     assert (task.status, task.step) == ("failed", "customize")
     assert AuditEvent.objects.filter(
         operation=operation, outcome="partially_failed", actor_name="ada"
@@ -176,12 +176,12 @@ def test_provisioning_never_exceeds_the_pools_concurrency_limit(client, users, l
     operation = Operation.objects.get()
 
     run_jobs(max_jobs=1)  # only the operation job: replicas, then the first dispatch
-    in_flight = OperationDesktop.objects.filter(status__in=OperationDesktop.IN_FLIGHT)
+    in_flight = DesktopTask.objects.filter(status__in=DesktopTask.IN_FLIGHT)
     assert in_flight.count() == 3
     assert queue().count == 3
 
     run_jobs(max_jobs=1)  # one desktop finishes and hands its slot to the next
-    assert OperationDesktop.objects.filter(status="succeeded").count() == 1
+    assert DesktopTask.objects.filter(status="succeeded").count() == 1
     assert in_flight.count() == 3
 
     run_jobs()

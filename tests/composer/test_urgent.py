@@ -6,7 +6,7 @@ import pytest
 from rq import Worker
 
 from composer import dispatch, services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import DEFAULT, URGENT, queue
 from composer.services import Options
 from composer.worker import PortalWorker
@@ -15,7 +15,7 @@ from pools.models import Desktop, HypervisorEndpoint, Pool
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Operation.Status
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_with_a_provision_running_a_helpdesk_refresh_does_not_wait_for_it(users,
         wait_for(lambda: Operation.objects.get(pk=refresh.pk).status in Operation.FINISHED)
         refresh.refresh_from_db()
         assert refresh.status == Status.SUCCEEDED
-        not_done = provision.tasks.exclude(status__in=OperationDesktop.FINISHED).count()
+        not_done = provision.tasks.exclude(status__in=DesktopTask.FINISHED).count()
         assert not_done >= 12, f"the refresh ended with only {not_done} desktops to provision"
         finish(provision)
         provision.refresh_from_db()

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from composer import reconciler, services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop, HypervisorEndpoint, PersistentDisk, Pool
 from pools.states import BUSY, DesktopState
 from tests.worker_processes import start_worker, stop, wait_for
@@ -18,7 +18,7 @@ from tests.worker_processes import start_worker, stop, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GIB = 1024
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 
 @pytest.fixture
@@ -56,9 +56,7 @@ def test_four_workers_never_exceed_the_global_limit(users, lab, big_pool):
 
         def done():
             samples.append(
-                OperationDesktop.objects.filter(
-                    operation=operation, status=TaskStatus.RUNNING
-                ).count()
+                DesktopTask.objects.filter(operation=operation, status=TaskStatus.RUNNING).count()
             )
             operation.refresh_from_db()
             return not operation.is_active
@@ -102,7 +100,7 @@ def test_killed_worker_mid_recompose_is_survived(users, lab, big_pool, monkeypat
             lambda: (
                 operation.tasks.filter(status=TaskStatus.SUCCEEDED).count() >= 2
                 and operation.tasks.filter(status=TaskStatus.RUNNING)
-                .exclude(step__in=["", "session", "maintenance"])
+                .exclude(step__in=["", "wait_for_logoff", "maintenance"])
                 .exists()
             )
         )

@@ -16,7 +16,7 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools import live_part
 from pools.models import Desktop
 from pools.states import DesktopState as S
@@ -45,7 +45,7 @@ def watched(client, users, redis_conn):
     add_desktops(world, 0, 200)
     # Everything changed a while ago: only what a test changes is new to the next poll.
     hour_ago = timezone.now() - timedelta(hours=1)
-    for model in (Desktop, Operation, OperationDesktop):
+    for model in (Desktop, Operation, DesktopTask):
         model.objects.update(updated_at=hour_ago)
     pool = world["pools"][0]
     page = client.get(reverse("pools:detail", args=[pool.pk]))
@@ -59,13 +59,13 @@ def test_every_kind_of_write_moves_updated_at(watched):
     """save() with update_fields, QuerySet.update() and bulk_update() all move it: the live
     versions rest on that (pools/stamps.py)."""
     desktop = Desktop.objects.filter(pool=watched["pool"]).first()
-    task = OperationDesktop.objects.filter(operation=watched["world"]["running"]).first()
+    task = DesktopTask.objects.filter(operation=watched["world"]["running"]).first()
     operation = watched["world"]["running"]
     for row in (desktop, task, operation):
         model = type(row)
         before = model.objects.get(pk=row.pk).updated_at
         time.sleep(0.002)
-        field = {Desktop: "session_user", OperationDesktop: "step", Operation: "error"}[model]
+        field = {Desktop: "session_user", DesktopTask: "step", Operation: "error"}[model]
         setattr(row, field, "x")
         row.save(update_fields=[field])
         after_save = model.objects.get(pk=row.pk).updated_at
@@ -96,12 +96,12 @@ def test_a_poll_sends_only_the_rows_that_changed(watched):
     time.sleep(0.01)  # after the page's render
     Desktop.objects.filter(pk=one.pk).update(state=S.MAINTENANCE)
     # A task's step changes its row too (the Step column), with no write to the desktop.
-    task = OperationDesktop.objects.filter(
+    task = DesktopTask.objects.filter(
         operation=watched["world"]["running"], desktop=other
-    ).first() or OperationDesktop.objects.create(
+    ).first() or DesktopTask.objects.create(
         operation=watched["world"]["running"], desktop=other, desktop_name=other.name
     )
-    OperationDesktop.objects.filter(pk=task.pk).update(status="running", step="revert")
+    DesktopTask.objects.filter(pk=task.pk).update(status="running", step="revert")
 
     response, queries = poll(client, watched["url"])
     assert response.status_code == 200
@@ -119,7 +119,7 @@ def test_twelve_desktops_in_flight_on_the_page_fit_in_4_kb(watched):
     pool = watched["pool"]
     time.sleep(0.01)
     for desktop in Desktop.objects.filter(pool=pool).order_by("name")[:12]:
-        OperationDesktop.objects.update_or_create(
+        DesktopTask.objects.update_or_create(
             operation=watched["world"]["running"],
             desktop=desktop,
             defaults={"desktop_name": desktop.name, "status": "running", "step": "customize"},
@@ -141,7 +141,7 @@ def test_a_deleted_desktop_leaves_the_page(watched):
     pool = watched["pool"]
     gone = Desktop.objects.filter(pool=pool).order_by("name")[5]
     gone_pk = gone.pk
-    OperationDesktop.objects.filter(desktop=gone).delete()
+    DesktopTask.objects.filter(desktop=gone).delete()
     gone.disks.all().delete()
     gone.delete()
     # The delete operation's own change moves the version.
@@ -179,7 +179,7 @@ def test_when_the_operation_ends_the_last_poll_sends_how_and_stops(watched):
 
 def settle():
     hour_ago = timezone.now() - timedelta(hours=1)
-    for model in (Desktop, Operation, OperationDesktop):
+    for model in (Desktop, Operation, DesktopTask):
         model.objects.update(updated_at=hour_ago)
 
 
@@ -273,6 +273,6 @@ def test_the_operation_page_answers_204_until_one_of_its_desktops_changes(watche
     response, queries = poll(client, url)
     assert response.status_code == 204 and queries <= 5
     task = running.tasks.order_by("pk").first()
-    OperationDesktop.objects.filter(pk=task.pk).update(status="running", step="revert")
+    DesktopTask.objects.filter(pk=task.pk).update(status="running", step="revert")
     response, _ = poll(client, url)
     assert response.status_code == 200 and b"revert" in response.content

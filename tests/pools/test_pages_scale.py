@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import (
     BaseImage,
     Datastore,
@@ -136,7 +136,7 @@ def add_desktops(world, start: int, count: int) -> None:
         if desktop.pool == pools[0] and i % 4 == 0:
             done = i % 8 == 0
             tasks.append(
-                OperationDesktop(
+                DesktopTask(
                     operation=world["running"],
                     desktop=desktop,
                     desktop_name=desktop.name,
@@ -147,11 +147,11 @@ def add_desktops(world, start: int, count: int) -> None:
             )
         elif desktop.pool == pools[1] and i % 5 == 0:
             tasks.append(
-                OperationDesktop(
+                DesktopTask(
                     operation=world["scheduled"], desktop=desktop, desktop_name=desktop.name
                 )
             )
-    OperationDesktop.objects.bulk_create(tasks)
+    DesktopTask.objects.bulk_create(tasks)
 
 
 def pages(world):

@@ -5,7 +5,7 @@ has a look of its own. Read from the stylesheet itself, as a browser would apply
 import re
 from pathlib import Path
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.states import DesktopState
 from portal.models import AuditEvent
 
@@ -73,7 +73,7 @@ def test_every_state_badge_passes_aa_and_has_a_look_of_its_own():
 def test_every_status_badge_passes_aa():
     statuses = {
         *Operation.Status.values,
-        *OperationDesktop.Status.values,
+        *DesktopTask.Status.values,
         *AuditEvent.Outcome.values,
     }
     for status in sorted(statuses):

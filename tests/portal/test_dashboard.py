@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import (
     BaseImage,
     Datastore,
@@ -82,12 +82,12 @@ def world(users, redis_conn):
         started_at=now - timedelta(minutes=50),
         prepared_at=now - timedelta(minutes=50),
     )
-    OperationDesktop.objects.create(
+    DesktopTask.objects.create(
         operation=operation, desktop=held, desktop_name=held.name, status="running"
     )
     for i, desk in enumerate(Desktop.objects.filter(pool=pools["Calm"])):
         start = now - timedelta(minutes=30)
-        OperationDesktop.objects.create(
+        DesktopTask.objects.create(
             operation=operation,
             desktop=desk,
             desktop_name=desk.name,

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.reconciler import reconcile
 from pools.models import Desktop, Pool
 from pools.states import DesktopState
@@ -137,8 +137,8 @@ def test_restart_of_a_desktop_in_use_warns_the_user_with_the_message(helpdesk, p
     assert operation.options == {"action": "restart"}
     run_jobs()
     # Warned, and waiting out the grace period before the logoff.
-    task = OperationDesktop.objects.get(operation=operation)
-    assert task.status == OperationDesktop.Status.WAITING
+    task = DesktopTask.objects.get(operation=operation)
+    assert task.status == DesktopTask.Status.WAITING
     assert lab.sim.last_message("SUP-1") == "Restarting in a minute."
     live = helpdesk.get(reverse("helpdesk"), {"q": "alice"})
     assert b"Power (restart): alice.martin warned; logoff forced after grace" in live.content

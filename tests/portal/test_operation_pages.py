@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from composer import eta
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool, PoolDatastore
 from pools.states import DesktopState
 from portal.models import AuditEvent
@@ -456,8 +456,8 @@ def test_waiting_desktop_shows_why_on_the_operation_page(client, users, lab, poo
     client.post(operate_url(pool, "refresh"), options(desktop=[desktop("SAL-01").pk]))
     operation = Operation.objects.get(kind="refresh")
     run_jobs()
-    task = OperationDesktop.objects.get(operation=operation)
-    assert task.status == OperationDesktop.Status.WAITING
+    task = DesktopTask.objects.get(operation=operation)
+    assert task.status == DesktopTask.Status.WAITING
     page = client.get(reverse("composer:operation", args=[operation.pk])).content.decode()
     assert ">Waiting</span>" in page
     assert f'<span class="waiting">{task.error}' in page

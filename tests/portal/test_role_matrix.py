@@ -9,7 +9,7 @@ import pytest
 from django.urls import get_resolver, reverse
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import queue
 from pools.models import (
     Datastore,
@@ -117,7 +117,7 @@ def snapshot():
             Pool,
             Desktop,
             Operation,
-            OperationDesktop,
+            DesktopTask,
             PoolDatastore,
             PersistentDisk,
             Replica,

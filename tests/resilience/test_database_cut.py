@@ -19,7 +19,7 @@ from django.db import connection
 from django.test import Client
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.states import BUSY, DesktopState
 from portal import outages
 from tests.tcp_proxy import TcpProxy
@@ -102,7 +102,7 @@ def test_thirty_seconds_without_the_database_mid_operation(users, make_pool, run
         assert "Dashboard" in get(web_port, "/", session)[1]  # signed in, not the login page
         operation = services.start_operation(users["admin"], pool, "refresh")
         wait_for(
-            lambda: operation.tasks.filter(status=OperationDesktop.Status.RUNNING).exists(),
+            lambda: operation.tasks.filter(status=DesktopTask.Status.RUNNING).exists(),
             timeout=60,
         )
 

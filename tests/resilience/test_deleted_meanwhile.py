@@ -4,7 +4,7 @@ not failed as an internal error (issue 9, item 0)."""
 import pytest
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop
 from pools.states import DesktopState
 
@@ -21,6 +21,6 @@ def test_a_queued_task_of_a_deleted_desktop_is_skipped(users, make_pool, run_job
     operation.refresh_from_db()
     assert operation.status == Operation.Status.SUCCEEDED
     gone = operation.tasks.get(desktop_name="GN-1")
-    assert gone.status == OperationDesktop.Status.SKIPPED
+    assert gone.status == DesktopTask.Status.SKIPPED
     assert gone.error == "the desktop was deleted before its turn came"
-    assert operation.tasks.get(desktop_name="GN-2").status == OperationDesktop.Status.SUCCEEDED
+    assert operation.tasks.get(desktop_name="GN-2").status == DesktopTask.Status.SUCCEEDED

@@ -6,7 +6,7 @@ failed desktops completes them."""
 import pytest
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import PersistentDisk
 from pools.states import BUSY, DesktopState
 from tests.worker_processes import errors, finish, start_worker, stop
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 GIB = 1024
 SIZE = 30  # 90+ calls at 10%: the chance that none fails is below 1 in 10,000
-TaskStatus = OperationDesktop.Status
+TaskStatus = DesktopTask.Status
 
 
 @pytest.fixture

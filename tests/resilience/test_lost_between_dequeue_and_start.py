@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.queue import queue
 from composer.reconciler import reconcile
 from pools.states import DesktopState
@@ -22,14 +22,14 @@ def test_a_job_lost_between_dequeue_and_start_is_handed_out_again(users, make_po
     operation = services.start_operation(users["admin"], pool, "refresh")
     run_jobs(max_jobs=1)  # the operation's own job: it hands both desktops to workers
     task = operation.tasks.get(desktop_name="LS-1")
-    assert task.status == OperationDesktop.Status.DISPATCHED
+    assert task.status == DesktopTask.Status.DISPATCHED
     q = queue()
     # What rq does on dequeue (LMOVE to the worker's intermediate queue), then the worker dies.
     intermediate = f"{q.key}:intermediate"
     assert q.connection.lrem(q.key, 1, task.job_id) == 1
     q.connection.rpush(intermediate, task.job_id)
     assert q.fetch_job(task.job_id).get_status() == "queued"  # what misled the reconciler
-    OperationDesktop.objects.filter(pk=task.pk).update(
+    DesktopTask.objects.filter(pk=task.pk).update(
         dispatched_at=timezone.now() - timedelta(minutes=5)
     )
 
@@ -39,5 +39,5 @@ def test_a_job_lost_between_dequeue_and_start_is_handed_out_again(users, make_po
     operation.refresh_from_db()
     assert operation.status == Operation.Status.SUCCEEDED
     task.refresh_from_db()
-    assert task.status == OperationDesktop.Status.SUCCEEDED and task.attempts == 2
+    assert task.status == DesktopTask.Status.SUCCEEDED and task.attempts == 2
     assert set(pool.desktops.values_list("state", flat=True)) == {DesktopState.AVAILABLE}

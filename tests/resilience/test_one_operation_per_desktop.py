@@ -15,16 +15,16 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.states import DesktopState
 from tests.worker_processes import finish, start_worker, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LIVE_TASK = [
-    OperationDesktop.Status.PENDING,
-    OperationDesktop.Status.WAITING,
-    *OperationDesktop.IN_FLIGHT,
+    DesktopTask.Status.PENDING,
+    DesktopTask.Status.WAITING,
+    *DesktopTask.IN_FLIGHT,
 ]
 LIVE_OPERATION = [
     Operation.Status.QUEUED,
@@ -60,7 +60,7 @@ def at_once(count, work):
 def pool(make_pool):
     pool = make_pool("Race", "RC-{n:fixed=2}", 12)
     # Provisioning is over for this test: its operation holds no desktop any more.
-    OperationDesktop.objects.update(status=OperationDesktop.Status.SUCCEEDED)
+    DesktopTask.objects.update(status=DesktopTask.Status.SUCCEEDED)
     Operation.objects.update(status=Operation.Status.SUCCEEDED)
     pool.desktops.update(state=DesktopState.AVAILABLE)
     return pool
@@ -90,7 +90,7 @@ def operate(client, pool, kind, desktops, submission, **fields):
 def live_claims() -> dict[int, int]:
     """Desktop id -> how many live operations hold it."""
     claims: dict[int, int] = {}
-    for desktop_id in OperationDesktop.objects.filter(
+    for desktop_id in DesktopTask.objects.filter(
         status__in=LIVE_TASK, operation__status__in=LIVE_OPERATION
     ).values_list("desktop_id", flat=True):
         claims[desktop_id] = claims.get(desktop_id, 0) + 1

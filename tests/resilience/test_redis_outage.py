@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from composer.reconciler import reconcile
 from pools.states import DesktopState
 from portal import embedded_redis
@@ -103,7 +103,7 @@ def test_work_asked_for_while_redis_is_down_is_saved_said_and_done_when_it_is_ba
 def _refresh_and_wait_until_running(users, pool) -> Operation:
     operation = services.start_operation(users["admin"], pool, "refresh")
     wait_for(
-        lambda: operation.tasks.filter(status=OperationDesktop.Status.RUNNING).exists(),
+        lambda: operation.tasks.filter(status=DesktopTask.Status.RUNNING).exists(),
         timeout=60,
     )
     return operation

@@ -7,13 +7,13 @@ import time
 import pytest
 
 from composer import dispatch, services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import DesktopState
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-Task = OperationDesktop.Status
+Task = DesktopTask.Status
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 
 from composer import images, services
 from composer.inventory import sync_endpoint
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.forms import PoolForm
 from pools.models import Datastore, Desktop, HypervisorEndpoint, PersistentDisk, Pool
 from pools.states import BUSY, DesktopState
@@ -39,7 +39,7 @@ def desktop(name):
 
 def assert_nothing_left_busy():
     assert not Desktop.objects.filter(state__in=BUSY).exists()
-    assert not OperationDesktop.objects.filter(status__in=OperationDesktop.IN_FLIGHT).exists()
+    assert not DesktopTask.objects.filter(status__in=DesktopTask.IN_FLIGHT).exists()
 
 
 def test_a_name_taken_in_vcenter_fails_that_desktop_only(users, vsphere_lab):
@@ -104,7 +104,7 @@ def test_a_vm_powered_on_where_the_step_needs_it_off(users, vsphere_lab):
         # While vCenter takes its time over the first customization, someone powers the
         # VM on in the vSphere client.
         task = wait_for(
-            lambda: OperationDesktop.objects.filter(operation=operation, step="customize").first(),
+            lambda: DesktopTask.objects.filter(operation=operation, step="customize").first(),
             interval=0.02,
         )
         lab.vc.power_on(task.desktop_name)

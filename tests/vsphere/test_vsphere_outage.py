@@ -9,7 +9,7 @@ import time
 import pytest
 
 from composer import services
-from composer.models import Operation, OperationDesktop
+from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool
 from pools.states import DesktopState
 from tests.worker_processes import errors, finish, start_worker, stop, wait_for
@@ -51,13 +51,13 @@ def test_vcenter_frozen_mid_recompose_then_back_every_desktop_ends_available(use
             lambda: operation.tasks.filter(step__in=["customize", "checkpoint", "power"]).exists(),
             interval=0.02,
         )
-        assert operation.tasks.exclude(status=OperationDesktop.Status.SUCCEEDED).exists()
+        assert operation.tasks.exclude(status=DesktopTask.Status.SUCCEEDED).exists()
         os.kill(lab.sim.process.pid, signal.SIGSTOP)
         try:
             time.sleep(FREEZE_SECONDS)
-            waiting = operation.tasks.filter(status=OperationDesktop.Status.WAITING)
+            waiting = operation.tasks.filter(status=DesktopTask.Status.WAITING)
             # While it is down the desktops wait for it, they do not fail.
-            assert not operation.tasks.filter(status=OperationDesktop.Status.FAILED).exists()
+            assert not operation.tasks.filter(status=DesktopTask.Status.FAILED).exists()
             assert waiting.exists() and "not answering" in waiting.first().error
         finally:
             os.kill(lab.sim.process.pid, signal.SIGCONT)
