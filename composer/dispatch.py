@@ -24,27 +24,25 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from composer import kinds
 from composer.models import DesktopTask, Operation
-from composer.queue import enqueue_on_commit
+from composer.queue import RUN_DESKTOP, enqueue_on_commit
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import READY
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status
 
-PROVISIONING_KINDS = (Operation.Kind.PROVISION,)
-# Operations that never take a desktop out of service, so min_ready does not apply.
-NON_DISRUPTIVE = (Operation.Kind.PROVISION, Operation.Kind.LOGOFF)
-
 
 def limit_class(kind: str) -> str:
-    return "provisioning" if kind in PROVISIONING_KINDS else "maintenance"
+    """The limit its desktops count against: the kind's (composer/kinds/)."""
+    return kinds.get(kind).limit_class
 
 
 def limits(operation: Operation, endpoint: HypervisorEndpoint) -> tuple[int, int]:
     """(endpoint limit, pool limit) that apply to this operation's desktops."""
     pool = operation.pool
-    if limit_class(operation.kind) == "provisioning":
+    if operation.spec.limit_class == kinds.PROVISIONING:
         return endpoint.max_provisioning, pool.max_concurrent_provisioning
     endpoint_limit, pool_limit = endpoint.max_maintenance, pool.max_concurrent_maintenance
     if operation.forces_logoff and not operation.urgent:
@@ -80,8 +78,6 @@ def dispatch_and_claim(
 def _dispatch(
     endpoint_id: int, before, claim: tuple[str, str] | None
 ) -> tuple[int, DesktopTask | None]:
-    from composer.jobs import run_desktop
-
     dispatched = 0
     claimed = None
     with transaction.atomic():
@@ -135,7 +131,7 @@ def _dispatch(
                 else:
                     task.save(update_fields=fields)
                     enqueue_on_commit(
-                        run_desktop,
+                        RUN_DESKTOP,
                         task.job_id,
                         task.pk,
                         task.attempts,
@@ -157,7 +153,7 @@ def _ready_room(operation: Operation) -> int | None:
     """How many more ready desktops this operation may take out of service, or None if
     min_ready does not apply."""
     minimum = operation.pool.min_ready_desktops
-    if not minimum or operation.kind in NON_DISRUPTIVE:
+    if not minimum or not operation.spec.disruptive:
         return None
     # A dispatched desktop is still ready until its worker starts on it: do not count it.
     ready = (
@@ -214,7 +210,7 @@ def waiting_reasons(tasks: list[DesktopTask]) -> dict[int, str]:
 
 def _slots_in_use(endpoint_id: int) -> tuple[dict[str, int], dict[int, int]]:
     """Desktops in flight on the endpoint: by limit class, and by pool."""
-    busy = {"provisioning": 0, "maintenance": 0}
+    busy = {kinds.PROVISIONING: 0, kinds.MAINTENANCE: 0}
     pool_busy: dict[int, int] = defaultdict(int)
     for pool_id, kind, count in (
         DesktopTask.objects.filter(

@@ -8,24 +8,11 @@ import uuid
 from django import forms
 from django.utils import timezone
 
+from composer import kinds
 from composer.models import Operation
 from composer.services import Options
 from pools import desktop_filters
-from pools.models import MAX_ID, Desktop, ImageVersion, Pool
-
-Kind = Operation.Kind
-
-# The kinds an administrator (or, for one desktop, helpdesk) starts from the pool page.
-OPERATE_KINDS = (
-    Kind.REFRESH,
-    Kind.RECOMPOSE,
-    Kind.REBALANCE,
-    Kind.POWER,
-    Kind.LOGOFF,
-    Kind.DELETE,
-)
-
-POWER_ACTIONS = [("start", "Start"), ("shutdown", "Shut down"), ("restart", "Restart")]
+from pools.models import MAX_ID, Desktop, Pool
 
 # How many selected desktop names a page lists before summarising the rest.
 NAMES_SHOWN = 50
@@ -93,22 +80,6 @@ class OperationForm(forms.Form):
     # sent, instead of thousands of ids.
     match = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 
-    image_version = forms.ModelChoiceField(
-        queryset=ImageVersion.objects.none(), empty_label=None, label="Target image version"
-    )
-    set_default = forms.BooleanField(
-        required=False,
-        label="Make it the pool's default image",
-        help_text="New desktops of the pool are then built from this version.",
-    )
-    keep_disks = forms.BooleanField(
-        required=False,
-        initial=True,
-        label="Keep persistent disks",
-        help_text="Kept disks stay listed, detached, and can be attached to a desktop later.",
-    )
-    action = forms.ChoiceField(choices=POWER_ACTIONS, label="Power action")
-
     when = forms.ChoiceField(choices=WHEN, initial="now", widget=forms.RadioSelect, label="Start")
     start_at = forms.DateTimeField(
         required=False,
@@ -141,31 +112,20 @@ class OperationForm(forms.Form):
     )
     stop_on_error = forms.BooleanField(required=False, label="Stop at the first error")
 
-    # Fields only one kind takes.
-    KIND_FIELDS = {
-        "image_version": Kind.RECOMPOSE,
-        "set_default": Kind.RECOMPOSE,
-        "keep_disks": Kind.DELETE,
-        "action": Kind.POWER,
-    }
-
     LOGOFF_FIELDS = ("logoff_policy", "warning_message", "grace_seconds")
 
     def __init__(self, *args, pool: Pool, kind: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.pool, self.kind = pool, kind
-        for name, only in self.KIND_FIELDS.items():
-            if kind != only:
-                del self.fields[name]
-        if kind == Kind.LOGOFF:
+        self.spec = kinds.get(kind)
+        # The kind's own fields (recompose's target version, delete's keep disks, ...).
+        own = self.spec.form_fields(pool)
+        self.kind_field_names = list(own)
+        self.fields.update(own)
+        if not self.spec.takes_logoff_policy:
             # Logging off is the operation itself: the engine neither waits nor warns first.
             for name in self.LOGOFF_FIELDS:
                 del self.fields[name]
-        if "image_version" in self.fields:
-            self.fields["image_version"].queryset = ImageVersion.objects.filter(
-                image__endpoint_id=pool.endpoint_id
-            ).select_related("image")
-            self.fields["image_version"].initial = pool.image_version_id
         now = timezone.localtime()
         self.fields["start_at"].help_text = (
             f"In your time zone ({timezone.get_current_timezone_name()}); "
@@ -174,7 +134,7 @@ class OperationForm(forms.Form):
 
     @property
     def kind_fields(self):
-        return [self[name] for name in self.KIND_FIELDS if name in self.fields]
+        return [self[name] for name in self.kind_field_names]
 
     @property
     def option_fields(self):
@@ -229,11 +189,4 @@ class OperationForm(forms.Form):
 
     def extra(self) -> dict:
         """The kind's own options, under the keys the engine reads."""
-        data = self.cleaned_data
-        if self.kind == Kind.RECOMPOSE:
-            return {"image_version": data["image_version"].pk, "set_default": data["set_default"]}
-        if self.kind == Kind.DELETE:
-            return {"keep_disks": data["keep_disks"]}
-        if self.kind == Kind.POWER:
-            return {"action": data["action"]}
-        return {}
+        return self.spec.extra(self.cleaned_data)

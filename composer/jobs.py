@@ -172,7 +172,7 @@ def _run_steps(task: DesktopTask, operation: Operation) -> bool:
     """Run the desktop's steps and record how they ended, except a success: then True, for
     the caller to record."""
     if task.desktop_id is None or not Desktop.objects.filter(pk=task.desktop_id).exists():
-        if operation.kind == Operation.Kind.DELETE and task.step == "forget":
+        if operation.spec.done_without_desktop(task):
             lifecycle.succeed_task(task)  # this task deleted it, then its worker died
         else:  # deleted by another operation while this task waited in the queue
             lifecycle.skip_task(task, "the desktop was deleted before its turn came")

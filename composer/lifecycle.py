@@ -12,18 +12,17 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from composer import plans, replicas
+from composer import replicas
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask, Operation
-from pools.models import Desktop, Pool
-from pools.states import DesktopState, transition
+from pools.models import Datastore, Desktop, ImageVersion, Pool
+from pools.states import ALLOWED, DesktopState, transition
 from portal.audit import record
 
 log = logging.getLogger(__name__)
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status
-Kind = Operation.Kind
 
 
 def fail_task(task: DesktopTask, message: str) -> None:
@@ -47,15 +46,9 @@ def fail_task(task: DesktopTask, message: str) -> None:
         if desktop.state == DesktopState.ERROR:
             desktop.reason = message
             desktop.save(update_fields=["reason", "updated_at"])
-        elif DesktopState.ERROR in _allowed(desktop.state):
+        elif DesktopState.ERROR in ALLOWED.get(desktop.state, frozenset()):
             transition(desktop, DesktopState.ERROR, reason=message)
         # A desktop that was never touched (still ready, e.g. a refused wait) keeps its state.
-
-
-def _allowed(state: str):
-    from pools.states import ALLOWED
-
-    return ALLOWED.get(state, frozenset())
 
 
 def _owned(task: DesktopTask):
@@ -99,25 +92,21 @@ def prepare(operation: Operation) -> str:
     Returns a refusal message when the plan no longer holds (nothing is touched then), else
     an empty string. Desktops whose replica cannot be made fail now; the others go on.
     """
-    if operation.kind in (Kind.REBALANCE, Kind.RECOMPOSE):
-        problems = plans.check(operation)
+    kind = operation.spec
+    if kind.planned:
+        problems = kind.check_plan(operation)
         if problems:
             return "The inventory changed since the plan was approved: " + "; ".join(problems)
-    if operation.kind == Kind.RECOMPOSE and operation.options.get("set_default"):
-        Pool.objects.filter(pk=operation.pool_id).update(
-            image_version_id=operation.options["image_version"]
-        )
+    kind.prepare(operation)
     needed: dict[tuple[int, int], list[DesktopTask]] = {}
     for task in operation.tasks.filter(status=TaskStatus.PENDING).select_related(
         "desktop__datastore__endpoint",
         "desktop__image_version__image",
         "target_datastore__endpoint",
     ):
-        target = _replica_needed(operation, task)
+        target = kind.replica_needed(operation, task) if task.desktop is not None else None
         if target is not None:
             needed.setdefault(target, []).append(task)
-    from pools.models import Datastore, ImageVersion
-
     for (version_id, datastore_id), waiting in needed.items():
         version = ImageVersion.objects.select_related("image").get(pk=version_id)
         datastore = Datastore.objects.select_related("endpoint").get(pk=datastore_id)
@@ -129,19 +118,6 @@ def prepare(operation: Operation) -> str:
             for task in waiting:
                 fail_task(task, message)
     return ""
-
-
-def _replica_needed(operation: Operation, task: DesktopTask) -> tuple[int, int] | None:
-    desktop = task.desktop
-    if desktop is None:
-        return None
-    if operation.kind == Kind.PROVISION:
-        return desktop.image_version_id, desktop.datastore_id
-    if operation.kind == Kind.RECOMPOSE:
-        return int(operation.options["image_version"]), desktop.datastore_id
-    if operation.kind == Kind.REBALANCE and task.target_datastore_id:
-        return desktop.image_version_id, task.target_datastore_id
-    return None
 
 
 def refuse(operation_id: int, message: str) -> None:
@@ -209,29 +185,14 @@ def finish_if_done(operation_id: int) -> bool:
 
 
 def _after(operation: Operation) -> None:
-    """Clean up after an operation: unused replicas go; a deleted pool goes once empty."""
+    """Clean up after an operation: replicas it left unused go, then whatever its kind does
+    once it has ended (a deleted pool goes once empty)."""
     if operation.pool_id is None:
         return
     pool = Pool.objects.filter(pk=operation.pool_id).select_related("endpoint").first()
     if pool is None:
         return
-    if operation.kind in (Kind.DELETE, Kind.RECOMPOSE, Kind.REBALANCE):
+    kind = operation.spec
+    if kind.frees_replicas:
         replicas.remove_unused(pool.endpoint_id)
-    if (
-        operation.kind == Kind.DELETE
-        and operation.options.get("delete_pool")
-        and not pool.desktops.exists()
-    ):
-        with transaction.atomic():
-            # The audit event comes last: record() takes the audit log's lock, and taking it
-            # before the row locks of the delete could deadlock with a finishing operation.
-            pool_pk = pool.pk
-            pool.delete()
-            pool.pk = pool_pk  # so the event still names the pool it recorded
-            record(
-                actor=operation.requested_by,
-                action="pool_deleted",
-                outcome="succeeded",
-                target=pool,
-                operation=operation,
-            )
+    kind.after(operation)

@@ -10,20 +10,12 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from composer import kinds
+from composer.queue import DEFAULT, URGENT
 from pools.stamps import Stamped
 
 
 class Operation(Stamped):
-    class Kind(models.TextChoices):
-        PROVISION = "provision", "Provision"
-        REFRESH = "refresh", "Refresh"
-        RECOMPOSE = "recompose", "Recompose"
-        REBALANCE = "rebalance", "Rebalance"
-        DELETE = "delete", "Delete"
-        POWER = "power", "Power"
-        LOGOFF = "logoff", "Log off"
-        ATTACH_DISK = "attach_disk", "Attach disk"
-
     class Status(models.TextChoices):
         DRAFT = "draft", "Awaiting approval"  # a plan shown for preview, not yet approved
         SCHEDULED = "scheduled", "Scheduled"
@@ -53,7 +45,9 @@ class Operation(Stamped):
         WAIT = "wait", "Wait for users to log off"
         FORCE = "force", "Force logoff after a warning"
 
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # One of the registered kinds (composer/kinds/): a callable, so a new kind's module is
+    # all it takes, with no migration of these choices.
+    kind = models.CharField(max_length=20, choices=kinds.choices)
     # The one-time token of the form that asked for it: the same form sent twice (a double
     # click) finds this operation instead of starting a second one.
     submission = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
@@ -118,10 +112,13 @@ class Operation(Stamped):
         return self.pool
 
     @property
+    def spec(self) -> kinds.OperationKind:
+        """Its kind: what it does and how the machinery treats it (composer/kinds/)."""
+        return kinds.get(self.kind)
+
+    @property
     def queue_name(self) -> str:
         """The RQ queue of its jobs (composer/queue.py)."""
-        from composer.queue import DEFAULT, URGENT
-
         return URGENT if self.urgent else DEFAULT
 
     @property

@@ -258,15 +258,9 @@ def plan_recompose(
     return FrozenPlan(data, tasks)
 
 
-def check(operation: Operation) -> list[str]:
-    """What no longer matches the frozen plan; empty when it still holds."""
+def check_rebalance(operation: Operation) -> list[str]:
+    """What no longer matches the frozen rebalance plan; empty when it still holds."""
     plan = operation.plan or {}
-    if operation.kind == Operation.Kind.REBALANCE:
-        return _check_rebalance(operation, plan)
-    return _check_recompose(operation, plan)
-
-
-def _check_rebalance(operation: Operation, plan: dict) -> list[str]:
     problems = []
     inventory.sync_datastores(operation.pool.endpoint)
     desktops = Desktop.objects.in_bulk([m["desktop_id"] for m in plan.get("moves", [])])
@@ -310,7 +304,9 @@ def _check_rebalance(operation: Operation, plan: dict) -> list[str]:
     return problems
 
 
-def _check_recompose(operation: Operation, plan: dict) -> list[str]:
+def check_recompose(operation: Operation) -> list[str]:
+    """What no longer matches the frozen recompose plan; empty when it still holds."""
+    plan = operation.plan or {}
     problems = []
     if not ImageVersion.objects.filter(pk=plan.get("image_version_id")).exists():
         return [f"image version {plan.get('image_version')} no longer exists"]

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 DEFAULT = "default"
 URGENT = "urgent"
 
+# The jobs (composer/jobs.py), named by their paths: the jobs call the services and the
+# dispatcher that enqueue them, not the reverse.
+RUN_OPERATION = "composer.jobs.run_operation"
+RUN_DESKTOP = "composer.jobs.run_desktop"
+RUN_ENDPOINT_CHECK = "composer.jobs.run_endpoint_check"
+
 # Job ids a request could not enqueue; None outside a request that collects them.
 _unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "unqueued", default=None

@@ -1,9 +1,10 @@
-"""What each operation does to one desktop, step by step.
+"""The steps operations are made of, and the runner that does them to one desktop.
 
-Every kind of operation is a list of named steps. The runner records the step on the
-desktop's row before running it, so a desktop picked up again after a crash starts at the
-step it was in. Every step is idempotent: the drivers make hypervisor calls safe to repeat,
-and the database updates here set values rather than add to them.
+Every kind of operation (composer/kinds/) is a list of named steps taken from here. The
+runner records the step on the desktop's row before running it, so a desktop picked up again
+after a crash starts at the step it was in. Every step is idempotent: the drivers make
+hypervisor calls safe to repeat, and the database updates here set values rather than add
+to them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
 from pools.states import DesktopState, transition
 
 S = DesktopState
-Kind = Operation.Kind
 
 # How long a desktop whose user is logged on waits before its session is checked again.
 WAIT_RECHECK_SECONDS = 30
@@ -52,6 +52,10 @@ class Context:
     def name(self) -> str:
         return self.desktop.name
 
+    @property
+    def kind(self):
+        return self.operation.spec
+
     def disks(self) -> list[PersistentDisk]:
         return list(
             PersistentDisk.objects.filter(desktop=self.desktop)
@@ -60,11 +64,9 @@ class Context:
         )
 
     def target_version(self) -> ImageVersion:
-        """The image version the desktop is rebuilt from: the recompose target, else its own."""
-        version_id = self.operation.options.get("image_version")
-        if self.operation.kind == Kind.RECOMPOSE and version_id:
-            return ImageVersion.objects.select_related("image").get(pk=version_id)
-        return self.desktop.image_version
+        """The image version the desktop is rebuilt from (the kind says: recompose's target,
+        else its own)."""
+        return self.kind.target_version(self.operation, self.desktop)
 
 
 def ensure_state(desktop: Desktop, state: str) -> None:
@@ -87,7 +89,7 @@ def wait_for_logoff(ctx: Context) -> None:
     try:
         vm = ctx.driver.get_vm(ctx.name)
     except NotFound:
-        if ctx.operation.kind == Kind.DELETE:
+        if ctx.kind.vm_may_be_gone:
             return  # the VM vanished: nobody to wait for, and delete cleans up the rest
         raise
     if ctx.desktop.session_user != vm.session_user:
@@ -124,7 +126,7 @@ def power_off(ctx: Context) -> None:
     try:
         ctx.driver.power_off(ctx.name)
     except NotFound:
-        if ctx.operation.kind != Kind.DELETE:
+        if not ctx.kind.vm_may_be_gone:
             raise
 
 
@@ -303,46 +305,6 @@ REBUILD = [
     ("attach_disks", attach_disks),
     ("power", power_ready),
 ]
-STEPS: dict[str, list[tuple[str, Step]]] = {
-    Kind.PROVISION: PROVISION,
-    Kind.REFRESH: [
-        ("wait_for_logoff", wait_for_logoff),
-        ("maintenance", maintenance),
-        ("power_off", power_off),
-        ("revert", revert),
-        ("power", power_ready),
-    ],
-    Kind.RECOMPOSE: [
-        ("wait_for_logoff", wait_for_logoff),
-        ("maintenance", maintenance),
-        ("power_off", power_off),
-        *REBUILD,
-    ],
-    Kind.REBALANCE: [
-        ("wait_for_logoff", wait_for_logoff),
-        ("maintenance", maintenance),
-        ("power_off", power_off),
-        ("detach_disks", detach_disks),
-        ("move_vm", move_vm),
-        ("move_disks", move_disks),
-        *REBUILD,
-    ],
-    Kind.DELETE: [
-        ("wait_for_logoff", wait_for_logoff),
-        ("deleting", deleting),
-        ("power_off", power_off),
-        ("release_disks", release_disks),
-        ("delete_vm", delete_vm),
-        ("forget", forget),
-    ],
-    Kind.POWER: [
-        ("wait_for_logoff", wait_for_logoff),
-        ("maintenance", maintenance),
-        ("power_action", power_action),
-    ],
-    Kind.LOGOFF: [("log_off", log_off)],
-    Kind.ATTACH_DISK: [("attach_disk", attach_kept_disk)],
-}
 
 
 def run(task: DesktopTask, operation: Operation) -> None:
@@ -353,17 +315,14 @@ def run(task: DesktopTask, operation: Operation) -> None:
     desktop = Desktop.objects.select_related(
         "pool__endpoint", "datastore", "image_version__image", "replica"
     ).get(pk=task.desktop_id)
-    if operation.kind == Kind.POWER and operation.options.get("action") == "start":
-        steps = [s for s in STEPS[Kind.POWER] if s[0] != "wait_for_logoff"]  # nobody is logged on
-    else:
-        steps = STEPS[operation.kind]
+    steps = operation.spec.steps_for(operation)
     names = [name for name, _ in steps]
     start = names.index(task.step) if task.step in names else 0
     ctx = Context(
         task, operation, desktop, desktop.pool, drivers.for_endpoint(desktop.pool.endpoint)
     )
     ctx.driver.bind_vm(desktop.name, desktop.driver_ref)
-    datastores = {desktop.datastore}
+    where_it_was = desktop.datastore
     for index, (name, step) in enumerate(steps[start:]):
         # Fencing: write the step only while this attempt still owns the desktop, so a
         # runner the reconciler gave up on stops at its next step instead of racing the new.
@@ -376,9 +335,8 @@ def run(task: DesktopTask, operation: Operation) -> None:
             raise Superseded(task.pk)
         task.step = name
         step(ctx)
-        if name == "move_vm":
-            datastores.add(ctx.desktop.datastore)
-    for datastore in datastores:
+    # Space moved on the datastore it was on, and on the one it went to (rebalance).
+    for datastore in {where_it_was, ctx.desktop.datastore}:
         sync_datastore(datastore)
 
 

@@ -11,11 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from composer import dispatch, drivers, progress, services
+from composer import dispatch, drivers, kinds, progress, services
 from composer.drivers.base import DriverError
-from composer.forms import OPERATE_KINDS
 from composer.models import DesktopTask, Operation
-from pools.models import ImageVersion, PoolDatastore
+from pools.models import PoolDatastore
 from portal import live
 from portal.permissions import require
 
@@ -40,7 +39,7 @@ def operation_list(request):
     get = request.GET
     chosen = {
         "status": get.get("status", "") if get.get("status") in Status.values else "",
-        "kind": get.get("kind", "") if get.get("kind") in Operation.Kind.values else "",
+        "kind": get.get("kind", "") if get.get("kind") in dict(kinds.choices()) else "",
         "pool": get.get("pool", "")[:64],
         "by": get.get("by", "")[:150],
     }
@@ -65,7 +64,7 @@ def operation_list(request):
             "chosen": chosen,
             "filtered": any(chosen.values()),
             "statuses": Status.choices,
-            "kinds": Operation.Kind.choices,
+            "kinds": kinds.choices(),
             "pool_names": Operation.objects.values_list("pool_name", flat=True)
             .distinct()
             .order_by("pool_name"),
@@ -103,8 +102,8 @@ def operation_detail(request, pk: int):
         "estimating": running,
         "remaining_time": progress.remaining(operation, timezone.now()) if running else None,
         "controls": [name for name, statuses in CONTROLS.items() if operation.status in statuses],
-        "kind_options": _kind_options(operation),
-        "planned": operation.kind in services.PLANNED_KINDS and bool(operation.plan),
+        "kind_options": operation.spec.describe(operation.options or {}),
+        "planned": operation.spec.planned and bool(operation.plan),
         "live": operation.is_active,
         "live_version": current,
         "poll_seconds": settings.POLL_SECONDS,
@@ -119,7 +118,7 @@ def operation_detail(request, pk: int):
 def _carry_on(operation: Operation, tasks) -> dict | None:
     """For an ended operation that halted or failed desktops that still exist: the link
     that runs the same kind again on just those, so an operator can carry on."""
-    if operation.is_active or operation.pool is None or operation.kind not in OPERATE_KINDS:
+    if operation.is_active or operation.pool is None or not operation.spec.on_pool_page:
         return None
     left = [
         t.desktop_id
@@ -133,26 +132,6 @@ def _carry_on(operation: Operation, tasks) -> dict | None:
     return {"count": len(left), "url": f"{url}?{query}"}
 
 
-def _kind_options(operation: Operation) -> list[tuple[str, str]]:
-    """The kind's own options as (label, value) for the page."""
-    options = operation.options or {}
-    shown = []
-    if "image_version" in options:
-        version = (
-            ImageVersion.objects.select_related("image").filter(pk=options["image_version"]).first()
-        )
-        shown.append(("Target image version", str(version) if version else "deleted"))
-        default = "becomes this version" if options.get("set_default") else "unchanged"
-        shown.append(("Pool's default image", default))
-    if "keep_disks" in options:
-        shown.append(("Persistent disks", "kept" if options["keep_disks"] else "deleted"))
-    if options.get("delete_pool"):
-        shown.append(("Pool", "deleted with its desktops"))
-    if "action" in options:
-        shown.append(("Power action", str(options["action"]).capitalize()))
-    return shown
-
-
 # -- plans ------------------------------------------------------------------------------------
 
 
@@ -162,7 +141,7 @@ def plan_detail(request, pk: int):
     operation = get_object_or_404(
         Operation.objects.select_related("requested_by", "pool__endpoint"), pk=pk
     )
-    if operation.kind not in services.PLANNED_KINDS:
+    if not operation.spec.planned:
         return redirect(operation)
     plan = operation.plan or {}
     return render(
@@ -171,13 +150,13 @@ def plan_detail(request, pk: int):
         {
             "operation": operation,
             "plan": plan,
+            # The kind's own part of the page, once it has a plan to show.
+            "plan_template": operation.spec.plan_template if plan.get("kind") else "",
             "usage": _usage_rows(operation, plan),
             "sessions": plan.get("sessions", []),
             "sessions_known": operation.pool is None
             or drivers.reports_sessions(operation.pool.endpoint),
-            "skipped": operation.tasks.filter(status=TaskStatus.SKIPPED).order_by("desktop_name")
-            if operation.kind == Operation.Kind.RECOMPOSE
-            else [],
+            "skipped": operation.tasks.filter(status=TaskStatus.SKIPPED).order_by("desktop_name"),
             "unplaced": sorted((plan.get("unplaced") or {}).items()),
             "not_moved": sorted((plan.get("not_moved") or {}).items()),
             "is_draft": operation.status == Status.DRAFT,
@@ -202,8 +181,8 @@ def _usage_rows(operation: Operation, plan: dict) -> list[dict]:
     for name, use in sorted((plan.get("usage") or {}).items()):
         capacity = use.get("capacity_mb") or 0
         limit = use.get("overcommit_limit_mb")
-        if limit is None and operation.kind == Operation.Kind.RECOMPOSE and factors.get(name):
-            # The recompose plan leaves the limit out; the pool's level for the datastore gives it.
+        if limit is None and factors.get(name):
+            # A plan that leaves the limit out (recompose's): the pool's level gives it.
             limit = capacity * factors[name]
         row = {"name": name, "capacity_mb": capacity, "limit_mb": limit}
         for when in ("before", "after"):

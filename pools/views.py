@@ -10,12 +10,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from composer import drivers, images, naming, services
+from composer import drivers, images, kinds, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
-from composer.forms import NAMES_SHOWN, OPERATE_KINDS, OperationForm, resolve_desktops
-from composer.models import DesktopTask, Operation
+from composer.forms import NAMES_SHOWN, OperationForm, resolve_desktops
+from composer.models import DesktopTask
 from composer.services import create_pool, set_pool_datastores
+from composer.services.authorization import MAINTENANCE, allowed
 from pools import desktop_filters, live_part, usage
 from pools.datastore_order import DatastoreOrderedIds
 from pools.desktop_filters import FLAGS, SORT_LABELS
@@ -196,7 +197,7 @@ def _desktop_table(request, pool: Pool, active: list, stamps: dict) -> dict:
         "datastore_choices": datastore_choices,
         "version_choices": [(pk, versions.get(pk), n) for pk, n in version_counts.items()],
         "sort_links": {link["key"]: link for link in sort_links},
-        "operate_kinds": [(kind, Operation.Kind(kind).label) for kind in OPERATE_KINDS],
+        "operate_kinds": kinds.on_pool_page(),
         "can_select": request.user.has_perm("pools.run_maintenance"),
     }
 
@@ -219,7 +220,6 @@ def desktop_detail(request, pk: int):
         "current": current,
         "live": current is not None,
         "poll_seconds": settings.POLL_SECONDS,
-        "operate_kinds": OPERATE_KINDS,  # a halted desktop's "carry on" link
     }
     if request.htmx:
         return render(request, "pools/desktop_detail.html#live", context)
@@ -291,7 +291,7 @@ def _may_operate(user, kind: str, raw_ids: list[str]) -> bool:
     It counts the ids as given (the form reports ids that do not resolve); the service
     checks again against the real desktops."""
     needed = services.required_permission(kind, list(dict.fromkeys(raw_ids)), not raw_ids)
-    return user.has_perm(needed) or user.has_perm("pools.run_maintenance")
+    return allowed(user, needed, MAINTENANCE)
 
 
 def _selection(pool: Pool, raw_ids: list[str], marked: bool):
@@ -310,7 +310,8 @@ def pool_operate(request, pk: int, kind: str):
     Refresh, delete, power and log off start (or are scheduled) on submit; recompose and
     rebalance are planned first and shown for approval.
     """
-    if kind not in OPERATE_KINDS:
+    spec = kinds.get(kind) if kind in dict(kinds.choices()) else None
+    if spec is None or not spec.on_pool_page:
         raise Http404("No such operation.")
     pool = get_object_or_404(Pool.objects.select_related("endpoint", "image_version__image"), pk=pk)
     params = request.POST if request.method == "POST" else request.GET
@@ -346,11 +347,12 @@ def pool_operate(request, pk: int, kind: str):
         {
             "pool": pool,
             "kind": kind,
-            "kind_label": Operation.Kind(kind).label,
+            "kind_label": spec.label,
+            "spec": spec,
             "title": _operation_title(kind, pool, [] if selection_error else chosen),
             # Irreversible: the button looks it (a deleted VM, a user's lost session).
-            "dangerous": kind in (Operation.Kind.DELETE, Operation.Kind.LOGOFF),
-            "planned": kind in services.PLANNED_KINDS,
+            "dangerous": spec.dangerous,
+            "planned": spec.planned,
             "sessions_known": drivers.reports_sessions(pool.endpoint),
             "form": form,
             "chosen": chosen[:NAMES_SHOWN] if chosen else chosen,
@@ -366,7 +368,7 @@ def pool_operate(request, pk: int, kind: str):
 def _operation_title(kind: str, pool: Pool, chosen) -> str:
     """What the form does, naming the object: "Delete desktop SAL-04", "Refresh 3 desktops
     of pool Sales", "Delete pool Sales"."""
-    label = Operation.Kind(kind).label
+    label = kinds.get(kind).label
     if chosen is None:
         return f"{label} pool {pool.name}"
     if not chosen:  # a selection that could not be read: the form says why
@@ -377,13 +379,18 @@ def _operation_title(kind: str, pool: Pool, chosen) -> str:
 
 
 def _submit(request, pool: Pool, kind: str, form: OperationForm):
-    args = (request.user, pool, kind, form.desktops, form.options(), form.extra())
-    if kind in services.PLANNED_KINDS:
-        operation = services.plan_operation(*args, request=request)
-        return redirect("composer:plan", pk=operation.pk)
-    operation = services.start_operation(
-        *args, request=request, submission=form.cleaned_data.get("submission") or ""
+    operation = services.request_operation(
+        request.user,
+        pool,
+        kind,
+        form.desktops,
+        form.options(),
+        form.extra(),
+        request=request,
+        submission=form.cleaned_data.get("submission") or "",
     )
+    if operation.spec.planned:
+        return redirect("composer:plan", pk=operation.pk)
     when = (
         f"scheduled for {stamp(operation.scheduled_for)}" if operation.scheduled_for else "queued"
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -63,6 +63,32 @@ def record(
         # save() takes the chain's lock, reads the newest hash and sets prev_hash and hash.
         event.save()
     return event
+
+
+def record_denial(
+    *,
+    actor,
+    action: str,
+    message: str,
+    target: Any = None,
+    operation=None,
+    parameters: dict | None = None,
+    request=None,
+) -> PermissionDenied:
+    """Record that the actor was refused, in a transaction of its own (the refused request's
+    own work is rolled back, its denial is not), and return the PermissionDenied to raise,
+    which tells the user `message`."""
+    with transaction.atomic():
+        record(
+            actor=actor,
+            action=action,
+            outcome=Outcome.DENIED,
+            target=target,
+            operation=operation,
+            parameters=parameters,
+            request=request,
+        )
+    return PermissionDenied(message)
 
 
 def _client_ip(request) -> str | None:

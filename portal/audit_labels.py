@@ -10,15 +10,7 @@ from __future__ import annotations
 import json
 
 ACTION_NAMES = {
-    # Operations (composer.models.Operation.Kind), requested and then ended.
-    "provision": "Provision",
-    "refresh": "Refresh",
-    "recompose": "Recompose",
-    "rebalance": "Rebalance",
-    "delete": "Delete desktops",
-    "power": "Power",
-    "logoff": "Log off",
-    "attach_disk": "Attach a persistent disk",
+    # Operations are named by their kinds (composer/kinds/), through name_actions().
     "cancel_operation": "Cancel an operation",
     "pause_operation": "Pause an operation",
     "resume_operation": "Resume an operation",
@@ -81,6 +73,11 @@ DETAIL_LABELS = {
 def _humanized(identifier: str) -> str:
     text = identifier.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def name_actions(names: dict[str, str]) -> None:
+    """Names given by the code that defines the actions (each operation kind its own)."""
+    ACTION_NAMES.update(names)
 
 
 def action_name(action: str) -> str:

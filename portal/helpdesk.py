@@ -26,9 +26,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from composer import dispatch, services
+from composer import dispatch, kinds, services
 from composer.forms import new_submission
 from composer.models import DesktopTask, Operation
+from composer.services.authorization import MAINTENANCE, allowed
 from pools.models import Desktop
 from pools.states import BUSY, DesktopState
 from portal.permissions import deny, require
@@ -38,11 +39,12 @@ GRACE_SECONDS = 60
 # Desktops a search shows; a wider match asks for more letters.
 RESULTS_SHOWN = 25
 UNREACHABLE = (DesktopState.PROVISIONING, DesktopState.DELETING)
-Kind = Operation.Kind
 
 
 @dataclass(frozen=True)
 class Action:
+    """A helpdesk button: a kind's HelpdeskAction, with the kind and its permission."""
+
     key: str
     label: str
     kind: str
@@ -50,53 +52,35 @@ class Action:
     permission: str
     loses: str  # what the user loses, for the confirmation
     button: str
+    takes_logoff_policy: bool
 
 
-ACTIONS = {
-    a.key: a
-    for a in (
-        Action(
-            "refresh",
-            "Refresh",
-            Kind.REFRESH,
-            {},
-            "pools.refresh_desktop",
-            "Everything written to the desktop since its last checkpoint is thrown away: "
-            "programs installed, settings changed and files saved on the system disk. "
-            "The persistent disk (the user's data) is kept.",
-            "Refresh the desktop",
-        ),
-        Action(
-            "restart",
-            "Restart",
-            Kind.POWER,
-            {"action": "restart"},
-            "pools.power_desktop",
-            "Unsaved work in open applications is lost; files already saved are kept.",
-            "Restart the desktop",
-        ),
-        Action(
-            "logoff",
-            "Log off",
-            Kind.LOGOFF,
-            {},
-            "pools.logoff_desktop",
-            "The user's session ends: open applications are closed and unsaved work is lost. "
-            "The desktop itself is not changed.",
-            "Log the user off",
-        ),
-    )
-}
+def actions() -> dict[str, Action]:
+    """Every kind's helpdesk buttons (composer/kinds/: helpdesk_actions), by key."""
+    return {
+        action.key: Action(
+            key=action.key,
+            label=action.label,
+            kind=kind.name,
+            extra=action.extra,
+            permission=kind.helpdesk_permission,
+            loses=action.loses,
+            button=action.button,
+            takes_logoff_policy=kind.takes_logoff_policy,
+        )
+        for kind in kinds.all_kinds()
+        for action in kind.helpdesk_actions
+    }
 
 
 def may(user, action: Action) -> bool:
-    return user.has_perm(action.permission) or user.has_perm("pools.run_maintenance")
+    return allowed(user, action.permission, MAINTENANCE)
 
 
 def options(action: Action, message: str) -> services.Options:
     """Refresh and restart force the logoff after the message and GRACE_SECONDS (see the
     module's docstring). Log off is the logoff itself: the message is kept with it."""
-    if action.kind == Kind.LOGOFF:
+    if not action.takes_logoff_policy:
         return services.Options(warning_message=message)
     return services.Options(
         logoff_policy=Operation.LogoffPolicy.FORCE,
@@ -178,7 +162,7 @@ def search(request):
         "acted_on": acted_on,
         "desktops": desktops,
         "more": more,
-        "actions": [a for a in ACTIONS.values() if may(request.user, a)],
+        "actions": [a for a in actions().values() if may(request.user, a)],
         # Polls while something happens to a desktop shown, so its row follows it live.
         "live": any(d.busy or d.state in BUSY for d in desktops),
         "poll_seconds": settings.POLL_SECONDS,
@@ -191,7 +175,7 @@ def search(request):
 @require("pools.view_desktop", action="helpdesk")
 def confirm(request, pk: int, action: str):
     """GET: what will happen and what the user loses. POST: start it."""
-    chosen = ACTIONS.get(action)
+    chosen = actions().get(action)
     if chosen is None:
         raise Http404("No such action.")
     desktop = get_object_or_404(Desktop.objects.select_related("pool"), pk=pk)
@@ -204,7 +188,7 @@ def confirm(request, pk: int, action: str):
     )
     form.fields["message"].help_text = (
         "Kept with the operation in the audit trail."
-        if chosen.kind == Kind.LOGOFF
+        if not chosen.takes_logoff_policy
         else "Shown to the logged-on user before the logoff."
     )
     if request.method == "POST" and form.is_valid():
@@ -227,7 +211,7 @@ def confirm(request, pk: int, action: str):
             )
             return redirect(back)
         try:
-            operation = services.start_operation(
+            operation = services.request_operation(
                 request.user,
                 desktop.pool,
                 chosen.kind,

@@ -5,24 +5,21 @@ from __future__ import annotations
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 
-from portal.audit import Outcome, record
+from portal.audit import record_denial
 from portal.audit_labels import action_name
 
 
 def deny(request, action: str, target=None) -> PermissionDenied:
-    with transaction.atomic():
-        record(
-            actor=request.user,
-            action=action,
-            outcome=Outcome.DENIED,
-            target=target,
-            parameters={"method": request.method, "path": request.path},
-            request=request,
-        )
-    # "Your role does not allow you to view the audit log."
-    return PermissionDenied(f"Your role does not allow you to {action_name(action).lower()}.")
+    return record_denial(
+        actor=request.user,
+        action=action,
+        target=target,
+        parameters={"method": request.method, "path": request.path},
+        request=request,
+        # "Your role does not allow you to view the audit log."
+        message=f"Your role does not allow you to {action_name(action).lower()}.",
+    )
 
 
 def require(*perms: str, action: str):

@@ -9,6 +9,10 @@ from __future__ import annotations
 ADMINISTRATORS = "Administrators"
 HELPDESK = "Helpdesk"
 AUDITORS = "Auditors"
+# The user the portal acts as when no person asked (composer.services.authorization): its
+# parentheses keep it out of any sign-in form's reach.
+SYSTEM_USERNAME = "(system)"
+SYSTEM_ROLE = "system"
 
 # Permission codenames per role, as "app_label.codename". Administrators get every permission
 # of our apps; the other two get exactly these.
@@ -59,6 +63,8 @@ def role_of(user) -> str:
     """The role shown in the audit log: the user's most powerful group."""
     if user is None or not user.is_authenticated:
         return "anonymous"
+    if user.get_username() == SYSTEM_USERNAME:
+        return SYSTEM_ROLE
     names = {g.name for g in user.groups.all()}
     for role in (ADMINISTRATORS, HELPDESK, AUDITORS):
         if role in names:

@@ -81,7 +81,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from composer import services
+from composer import kinds, services
 from composer.models import Operation
 from composer.queue import queue
 from pools import desktop_filters
@@ -146,8 +146,8 @@ PATH_OBJECTS = {
 }
 # The portal's routes that take a word: the words it knows (others are fuzzed too).
 PATH_WORDS = {
-    ("helpdesk_confirm", "action"): list(helpdesk.ACTIONS),
-    ("pools:operate", "kind"): list(Operation.Kind.values),
+    ("helpdesk_confirm", "action"): list(helpdesk.actions()),
+    ("pools:operate", "kind"): [name for name, _ in kinds.choices()],
 }
 
 
@@ -307,7 +307,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "state": list(DesktopState.values),
         "flag": list(desktop_filters.FLAGS),
         "status": list(Operation.Status.values),
-        "kind": list(Operation.Kind.values),
+        "kind": [name for name, _ in kinds.choices()],
         "action": ["start", "shutdown", "restart", "login", "export_audit"],
         "datastore": [str(pk) for pk in ids["datastore"]["own"]],
         "version": [str(pk) for pk in ids["version"]["own"]],

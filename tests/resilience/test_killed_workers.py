@@ -52,7 +52,7 @@ def start(kind, users, lab, pool, rng) -> tuple[Operation, set[str]]:
     """Start the operation; returns it and the desktops it deletes."""
     admin = users["admin"]
     if kind == "provision":
-        return pool.operations.get(kind=Operation.Kind.PROVISION), set()
+        return pool.operations.get(kind="provision"), set()
     if kind == "refresh":
         return services.start_operation(admin, pool, "refresh"), set()
     if kind == "recompose":

@@ -84,7 +84,7 @@ def test_work_asked_for_while_redis_is_down_is_saved_said_and_done_when_it_is_ba
     )
     assert response.status_code == 200  # not a 500: the operation is saved
     assert "will start on its own when the job queue is back" in response.content.decode()
-    operation = pool.operations.get(kind=Operation.Kind.REFRESH)
+    operation = pool.operations.get(kind="refresh")
     assert operation.status == Operation.Status.QUEUED
     assert list(operation.tasks.values_list("desktop_id", flat=True)) == [desktop.pk]
 
