@@ -310,8 +310,11 @@ def pool_operate(request, pk: int, kind: str):
     Refresh, delete, power and log off start (or are scheduled) on submit; recompose and
     rebalance are planned first and shown for approval.
     """
-    spec = kinds.get(kind) if kind in dict(kinds.choices()) else None
-    if spec is None or not spec.on_pool_page:
+    try:
+        spec = kinds.get(kind)
+    except kinds.UnknownKind:
+        raise Http404("No such operation.") from None
+    if not spec.on_pool_page:
         raise Http404("No such operation.")
     pool = get_object_or_404(Pool.objects.select_related("endpoint", "image_version__image"), pk=pk)
     params = request.POST if request.method == "POST" else request.GET

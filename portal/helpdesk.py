@@ -52,6 +52,8 @@ class Action:
     permission: str
     loses: str  # what the user loses, for the confirmation
     button: str
+    done: str
+    wipes_system_disk: bool
     takes_logoff_policy: bool
 
 
@@ -66,6 +68,8 @@ def actions() -> dict[str, Action]:
             permission=kind.helpdesk_permission,
             loses=action.loses,
             button=action.button,
+            done=action.done,
+            wipes_system_disk=action.wipes_system_disk,
             takes_logoff_policy=kind.takes_logoff_policy,
         )
         for kind in kinds.all_kinds()

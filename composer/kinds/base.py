@@ -31,6 +31,9 @@ class HelpdeskAction:
     label: str
     loses: str  # what the user loses, for the confirmation
     button: str
+    done: str = ""  # what happens to the desktop once the user is off ("refreshed")
+    # Files saved on the system disk go too (where the pool has no persistent disk).
+    wipes_system_disk: bool = False
     extra: dict = field(default_factory=dict)  # the kind's options it runs with
 
 

@@ -25,6 +25,7 @@ class Power(OperationKind):
             extra={"action": "restart"},
             loses="Unsaved work in open applications is lost; files already saved are kept.",
             button="Restart the desktop",
+            done="restarted",
         )
     ]
     steps = [

@@ -22,6 +22,8 @@ class Refresh(OperationKind):
             "programs installed, settings changed and files saved on the system disk. "
             "The persistent disk (the user's data) is kept.",
             button="Refresh the desktop",
+            done="refreshed",
+            wipes_system_disk=True,
         )
     ]
     steps = [
