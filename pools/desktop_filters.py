@@ -1,6 +1,6 @@
 """The pool page's desktop filters and sorts, read from a query string and applied to a
 queryset. One place, because the same filter chooses the desktops of "all N matching this
-filter" on the operation form (composer/forms.py)."""
+filter" on the operation form (portal/operation_forms.py)."""
 
 from __future__ import annotations
 

@@ -27,11 +27,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from composer import dispatch, kinds, services
-from composer.forms import new_submission
 from composer.models import DesktopTask, Operation
 from composer.services.authorization import MAINTENANCE, allowed
 from pools.models import Desktop
 from pools.states import BUSY, DesktopState
+from portal.operation_forms import new_submission
 from portal.permissions import deny, require
 
 # Seconds between the warning and the forced logoff.

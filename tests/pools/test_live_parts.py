@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from composer.models import DesktopTask, Operation
-from pools import live_part
 from pools.models import Desktop
 from pools.states import DesktopState as S
+from portal import pool_live_part
 from tests.pools.test_pages_scale import add_desktops, inventory
 
 pytestmark = pytest.mark.django_db
@@ -206,20 +206,20 @@ def test_polls_cost_the_same_at_200_and_2000_desktops(watched):
 
 @given(st.lists(st.integers(min_value=1, max_value=10**12), max_size=150))
 def test_row_ids_survive_their_encoding(ids):
-    expected = sorted(set(ids))[: live_part.MAX_ROWS]
-    assert live_part.decode_ids(live_part.encode_ids(ids)) == expected
+    expected = sorted(set(ids))[: pool_live_part.MAX_ROWS]
+    assert pool_live_part.decode_ids(pool_live_part.encode_ids(ids)) == expected
 
 
 @given(st.text(max_size=300))
 def test_hostile_row_ids_are_bounded(raw):
-    ids = live_part.decode_ids(raw)
-    assert len(ids) <= live_part.MAX_ROWS
+    ids = pool_live_part.decode_ids(raw)
+    assert len(ids) <= pool_live_part.MAX_ROWS
     assert all(isinstance(pk, int) and pk > 0 for pk in ids)
 
 
 def test_a_huge_range_is_cut_to_the_limit():
-    assert len(live_part.decode_ids("1-99999999999")) == live_part.MAX_ROWS
-    assert live_part.decode_ids("5-3,x,-1,0,7") == [7]
+    assert len(pool_live_part.decode_ids("1-99999999999")) == pool_live_part.MAX_ROWS
+    assert pool_live_part.decode_ids("5-3,x,-1,0,7") == [7]
 
 
 # -- the dashboard ----------------------------------------------------------------------------

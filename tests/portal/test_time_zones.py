@@ -67,7 +67,7 @@ def test_dates_typed_are_iso_and_a_schedule_is_read_in_the_users_zone(client, us
     assert filtered.status_code == 200 and filtered.context["form"].is_valid()
 
     from composer import services
-    from composer.forms import OperationForm
+    from portal.operation_forms import OperationForm
 
     operation = services.create_pool(
         users["admin"],

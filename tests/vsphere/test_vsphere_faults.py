@@ -6,9 +6,9 @@ import pytest
 from composer import images, services
 from composer.inventory import sync_endpoint
 from composer.models import DesktopTask, Operation
-from pools.forms import PoolForm
 from pools.models import Datastore, Desktop, HypervisorEndpoint, PersistentDisk, Pool
 from pools.states import BUSY, DesktopState
+from portal.pool_forms import PoolForm
 from tests.vsphere import vcsim
 from tests.worker_processes import finish, start_worker, stop, wait_for
 

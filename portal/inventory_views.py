@@ -13,19 +13,19 @@ from django.views.decorators.http import require_POST
 from composer import drivers, images, kinds, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
-from composer.forms import NAMES_SHOWN, OperationForm, resolve_desktops
 from composer.models import DesktopTask
 from composer.services import create_pool, set_pool_datastores
 from composer.services.authorization import MAINTENANCE, allowed
-from pools import desktop_filters, live_part, usage
+from pools import desktop_filters, usage
 from pools.datastore_order import DatastoreOrderedIds
 from pools.desktop_filters import FLAGS, SORT_LABELS
-from pools.forms import PoolDatastoresForm, PoolForm
 from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
-from portal import live
+from portal import live, pool_live_part
 from portal.models import AuditEvent
+from portal.operation_forms import NAMES_SHOWN, OperationForm, resolve_desktops
 from portal.permissions import deny, require
+from portal.pool_forms import PoolDatastoresForm, PoolForm
 from portal.templatetags.portal_tags import stamp
 
 DESKTOPS_PER_PAGE = 100
@@ -70,11 +70,11 @@ def pool_create(request):
 @require("pools.view_pool", action="view_pool")
 def pool_detail(request, pk: int):
     pool = get_object_or_404(Pool.objects.select_related("image_version__image", "endpoint"), pk=pk)
-    active = live_part.active_operations(pool)
+    active = pool_live_part.active_operations(pool)
     version, stamps = live.pool_version(pool.pk, request.user)
     context = _desktop_table(request, pool, active, stamps)
     ids = [d.pk for d in context["page"]]
-    context.update(live_part.context(pool, ids, active, version))
+    context.update(pool_live_part.context(pool, ids, active, version))
     if request.htmx:  # a page loaded before the live part had its own address polls here
         context["changed_rows"] = list(context["page"])
         return live.compressed(request, render(request, "pools/pool_live.html", context))
@@ -88,7 +88,7 @@ def pool_detail(request, pk: int):
 
 @require("pools.view_pool", action="view_pool")
 def pool_live(request, pk: int):
-    """The pool page's live part (pools/live_part.py): 204 when nothing changed."""
+    """The pool page's live part (portal/pool_live_part.py): 204 when nothing changed."""
     found = live.pool_version(pk, request.user)
     if found is None:
         raise Http404("No such pool.")
@@ -96,12 +96,14 @@ def pool_live(request, pk: int):
     if answer := live.unchanged(request, version):
         return answer
     pool = get_object_or_404(Pool, pk=pk)
-    ids = live_part.decode_ids(request.GET.get("rows", ""))
-    since = live_part.window(request.GET)
-    active = live_part.active_operations(pool)
+    ids = pool_live_part.decode_ids(request.GET.get("rows", ""))
+    since = pool_live_part.window(request.GET)
+    active = pool_live_part.active_operations(pool)
     operations_changed = since is None or (stamps["operations"] or since) > since
-    context = live_part.context(pool, ids, active, version, operations=operations_changed)
-    context["changed_rows"], context["gone_rows"] = live_part.changed_rows(pool, ids, active, since)
+    context = pool_live_part.context(pool, ids, active, version, operations=operations_changed)
+    context["changed_rows"], context["gone_rows"] = pool_live_part.changed_rows(
+        pool, ids, active, since
+    )
     context["can_select"] = request.user.has_perm("pools.run_maintenance")
     return live.compressed(request, render(request, "pools/pool_live.html", context))
 
@@ -154,7 +156,7 @@ def _desktop_table(request, pool: Pool, active: list, stamps: dict) -> dict:
     ids = list(page.object_list)
     rows = Desktop.objects.select_related("datastore", "image_version").in_bulk(ids)
     page.object_list = [rows[pk] for pk in ids if pk in rows]
-    live_part.attach_steps(page.object_list, active)
+    pool_live_part.attach_steps(page.object_list, active)
 
     counts, datastore_counts, version_counts = {}, {}, {}
     for state, datastore, version, n in grouped:

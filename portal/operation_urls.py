@@ -1,6 +1,6 @@
 from django.urls import path
 
-from composer import views
+from portal import operation_views as views
 
 app_name = "composer"
 urlpatterns = [

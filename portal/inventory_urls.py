@@ -1,6 +1,7 @@
 from django.urls import path
 
-from pools import endpoint_views, views
+from portal import endpoint_views
+from portal import inventory_views as views
 
 app_name = "pools"
 urlpatterns = [
