@@ -393,6 +393,7 @@ def add_filler(total: int, admin):
     a session; 200 finished operations with their audit events. Returns the big pool."""
     from django.utils import timezone
 
+    from audit.log import record
     from composer.models import DesktopTask, Operation
     from pools.models import (
         BaseImage,
@@ -405,7 +406,6 @@ def add_filler(total: int, admin):
         Replica,
     )
     from pools.states import DesktopState as S
-    from portal.audit import record
 
     now = timezone.now()
     endpoint = HypervisorEndpoint.objects.create(name="filler-vc")

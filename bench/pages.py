@@ -108,7 +108,7 @@ def add_audit_events(actor, count: int) -> None:
     from django.db.models import QuerySet
     from django.utils import timezone
 
-    from portal.models import HASH_VERSION, AuditEvent, compute_hash
+    from audit.models import HASH_VERSION, AuditEvent, compute_hash
 
     head = AuditEvent.objects.order_by("-id").first()
     prev, next_id = (head.hash, head.id + 1) if head else ("0" * 64, 1)
@@ -152,6 +152,7 @@ def populate(total: int) -> dict:
     from django.contrib.auth.models import Group, User
     from django.utils import timezone
 
+    from audit.log import record
     from composer.models import DesktopTask, Operation
     from pools.models import (
         BaseImage,
@@ -164,7 +165,6 @@ def populate(total: int) -> dict:
         Replica,
     )
     from pools.states import DesktopState as S
-    from portal.audit import record
 
     now = timezone.now()
     admin = User.objects.create_user("admin")

@@ -6,8 +6,8 @@ class ComposerConfig(AppConfig):
     verbose_name = "Composer"
 
     def ready(self):
+        from audit import labels as audit_labels
         from composer import kinds
-        from portal import audit_labels
 
         # Each kind's module registers it (composer/kinds/__init__.py), as Django finds each
         # app's admin module; the audit log names their events from the registry.

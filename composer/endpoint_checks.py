@@ -14,12 +14,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.log import Outcome, record
 from composer import drivers, inventory
 from composer.drivers.base import DriverError
 from composer.models import EndpointCheck
 from composer.queue import enqueue_on_commit
 from pools.models import HypervisorEndpoint
-from portal.audit import Outcome, record
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
+from audit.log import Outcome, record
 from composer import drivers
 from composer.drivers.base import DriverError
 from pools.models import BaseImage, ImageVersion
-from portal.audit import Outcome, record
 
 PERMISSION = "pools.add_imageversion"
 ACTION = "register_image_version"

@@ -12,12 +12,12 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from audit.log import record
 from composer import replicas
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask, Operation
 from pools.models import Datastore, Desktop, ImageVersion, Pool
 from pools.states import ALLOWED, DesktopState, transition
-from portal.audit import record
 
 log = logging.getLogger(__name__)
 

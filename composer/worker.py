@@ -33,9 +33,8 @@ from uuid import uuid4
 from rq import Worker
 from rq.exceptions import StopRequested
 
-from composer import vsphere_sessions
+from composer import outages, vsphere_sessions
 from composer.queue import URGENT
-from portal import outages
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ class PortalWorker(Worker):
 
     def handle_exception(self, job, *exc_info):
         # A job that failed because the database is unreachable: note the outage for the
-        # dashboard (portal/outages.py). The reconciler hands the desktop out again once
+        # dashboard (composer/outages.py). The reconciler hands the desktop out again once
         # the database is back.
         if outages.is_database_unreachable(exc_info[1]):
             outages.note_database_unreachable(f"worker {self.name}", exc_info[1])

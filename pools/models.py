@@ -375,8 +375,8 @@ class Desktop(Stamped):
     class Meta:
         ordering = ["name"]
         # What the pages filter, sort and count by, so they stay fast with 50,000 desktops
-        # (pools/usage.py, portal/inventory_views.py; bench/pages.py times them). Each (pool, x, name)
-        # index serves "this pool, sorted by x, then name" without sorting.
+        # (pools/usage.py, portal/inventory_views.py; bench/pages.py times them). Each
+        # (pool, x, name) index serves "this pool, sorted by x, then name" without sorting.
         indexes = [
             models.Index(fields=["pool", "state", "name"], name="desktop_pool_state_name"),
             models.Index(fields=["pool", "name"], name="desktop_pool_name"),

@@ -14,10 +14,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.labels import action_name, details_json
+from audit.log import Outcome, record
+from audit.models import AuditEvent
 from pools.models import Desktop, Pool
-from portal.audit import Outcome, record
-from portal.audit_labels import action_name, details_json
-from portal.models import AuditEvent
 from portal.permissions import require
 from portal.roles import ADMINISTRATORS, AUDITORS, HELPDESK
 
@@ -138,7 +138,7 @@ def _start_of(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-@require("portal.view_audit", action="view_audit")
+@require("audit.view_audit", action="view_audit")
 def audit_log(request):
     """Newest first, filtered by who, role, action, target, outcome and dates."""
     form = AuditFilterForm(request.GET)
@@ -160,7 +160,7 @@ def audit_log(request):
     )
 
 
-@require("portal.view_audit", "portal.export_audit", action="export_audit")
+@require("audit.view_audit", "audit.export_audit", action="export_audit")
 def audit_export(request):
     """The filtered rows, all pages, as CSV; the export is itself recorded."""
     form = AuditFilterForm(request.GET)

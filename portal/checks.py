@@ -9,7 +9,7 @@ be there and enabled. SQLite has no roles: nothing to check there.
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from portal.models import AuditEvent
+from audit.models import AuditEvent
 
 TRIGGER = "portal_auditevent_append_only"  # migrations 0003 and 0004
 

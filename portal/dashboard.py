@@ -87,7 +87,7 @@ def gather(user, part: str | None = None, stamps: tuple = ()) -> dict:
         if activity:
             context.update(operations(now))
             context["workers"] = workers()
-            # Noted in Redis while the database was down (portal/outages.py).
+            # Noted in Redis while the database was down (composer/outages.py).
             context["database_outage"] = outages.last_database_outage()
         if overview:
             context.update(failures(now))

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from audit.models import AuditEvent
 from composer import drivers, images, kinds, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
@@ -22,7 +23,6 @@ from pools.desktop_filters import FLAGS, SORT_LABELS
 from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
 from portal import live, pool_live_part
-from portal.models import AuditEvent
 from portal.operation_forms import NAMES_SHOWN, OperationForm, resolve_desktops
 from portal.permissions import deny, require
 from portal.pool_forms import PoolDatastoresForm, PoolForm
@@ -226,7 +226,7 @@ def desktop_detail(request, pk: int):
     if request.htmx:
         return render(request, "pools/desktop_detail.html#live", context)
     context["disks"] = desktop.disks.select_related("datastore").order_by("name")
-    if request.user.has_perm("portal.view_audit"):
+    if request.user.has_perm("audit.view_audit"):
         # Its own events, and those of every operation that included it: two queries, each
         # answered by its index, merged (an OR of the two read the whole log, newest first).
         own = AuditEvent.objects.filter(target_type="desktop", target_id=str(desktop.pk))

@@ -144,8 +144,8 @@ def memo(key: tuple, compute):
 
 def _queue_state() -> tuple:
     """Workers and queue lengths as the dashboard shows them, in one pipelined round trip."""
+    from composer import outages
     from composer.queue import URGENT, queue
-    from portal import outages
 
     try:
         q = queue()

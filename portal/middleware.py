@@ -37,7 +37,7 @@ class RejectNulMiddleware:
         if _has_nul(request):
             from django.shortcuts import render
 
-            from portal.audit import Outcome, record
+            from audit.log import Outcome, record
 
             record(
                 actor=request.user,

@@ -6,8 +6,8 @@ from functools import wraps
 
 from django.core.exceptions import PermissionDenied
 
-from portal.audit import record_denial
-from portal.audit_labels import action_name
+from audit.labels import action_name
+from audit.log import record_denial
 
 
 def deny(request, action: str, target=None) -> PermissionDenied:

@@ -6,24 +6,25 @@ reaches its group without a data migration.
 
 from __future__ import annotations
 
-ADMINISTRATORS = "Administrators"
-HELPDESK = "Helpdesk"
-AUDITORS = "Auditors"
-# The user the portal acts as when no person asked (composer.services.authorization): its
-# parentheses keep it out of any sign-in form's reach.
-SYSTEM_USERNAME = "(system)"
-SYSTEM_ROLE = "system"
+from audit.actors import ADMINISTRATORS, AUDITORS, HELPDESK, role_of
+from composer import kinds
+
+__all__ = ["ADMINISTRATORS", "AUDITORS", "HELPDESK", "ensure_groups", "role_of"]
 
 # Permission codenames per role, as "app_label.codename". Administrators get every permission
 # of our apps; the other two get exactly these.
-HELPDESK_PERMISSIONS = [
-    "pools.view_desktop",
-    "pools.refresh_desktop",
-    "pools.power_desktop",
-    "pools.logoff_desktop",
-]
-AUDITOR_EXTRA_PERMISSIONS = ["portal.view_audit", "portal.export_audit"]
-OUR_APPS = ["pools", "composer", "portal"]
+# Helpdesk's: finding desktops, and each operation kind's one-desktop permission
+# (composer/kinds/: helpdesk_permission), so a kind helpdesk may run reaches them.
+HELPDESK_VIEW_PERMISSIONS = ["pools.view_desktop"]
+
+
+def helpdesk_permissions() -> list[str]:
+    run = {k.helpdesk_permission for k in kinds.all_kinds() if k.helpdesk_permission}
+    return HELPDESK_VIEW_PERMISSIONS + sorted(run)
+
+
+AUDITOR_EXTRA_PERMISSIONS = ["audit.view_audit", "audit.export_audit"]
+OUR_APPS = ["pools", "composer", "portal", "audit"]
 
 
 def ensure_groups(sender=None, **kwargs):
@@ -41,7 +42,7 @@ def ensure_groups(sender=None, **kwargs):
     admins.permissions.set(ours)
 
     helpdesk, _ = Group.objects.get_or_create(name=HELPDESK)
-    helpdesk.permissions.set(_lookup(HELPDESK_PERMISSIONS))
+    helpdesk.permissions.set(_lookup(helpdesk_permissions()))
 
     auditors, _ = Group.objects.get_or_create(name=AUDITORS)
     view_all = ours.filter(codename__startswith="view_")
@@ -57,16 +58,3 @@ def _lookup(names):
         app_label, codename = name.split(".")
         query |= Q(content_type__app_label=app_label, codename=codename)
     return Permission.objects.filter(query)
-
-
-def role_of(user) -> str:
-    """The role shown in the audit log: the user's most powerful group."""
-    if user is None or not user.is_authenticated:
-        return "anonymous"
-    if user.get_username() == SYSTEM_USERNAME:
-        return SYSTEM_ROLE
-    names = {g.name for g in user.groups.all()}
-    for role in (ADMINISTRATORS, HELPDESK, AUDITORS):
-        if role in names:
-            return role
-    return "superuser" if user.is_superuser else "none"

@@ -66,7 +66,7 @@ class PortalAuthenticationForm(AuthenticationForm):
     def clean(self):
         from django.contrib.auth import get_user_model
 
-        from portal.audit import Outcome, record
+        from audit.log import Outcome, record
 
         username = self.cleaned_data.get("username") or ""
         User = get_user_model()
@@ -118,7 +118,7 @@ def lockout_response(request, original_response=None, credentials=None):
 def audit_failed_sign_in(sender, credentials, request=None, **kwargs):
     from django.contrib.auth import get_user_model
 
-    from portal.audit import Outcome, record
+    from audit.log import Outcome, record
 
     username = str((credentials or {}).get("username") or "")[:150]
     User = get_user_model()

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "portal",
     "pools",
     "composer",
+    "audit",
 ]
 
 MIDDLEWARE = [

@@ -48,7 +48,7 @@ def dashboard(request):
 def server_error(request):
     """handler500. A database that cannot be reached is not a bug of the page: answer 503 with
     our own page saying so, rendered without the request (its user and session live in that
-    database), and note the outage for the dashboard (portal/outages.py)."""
+    database), and note the outage for the dashboard (composer/outages.py)."""
     exc = sys.exc_info()[1]
     if not outages.is_database_unreachable(exc):
         return django_server_error(request)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django import forms
 from django.db import transaction
 
+from audit.log import record
 from composer import steps
 from composer.kinds import OperationKind, register
 from pools.models import Pool
-from portal.audit import record
 
 
 @register

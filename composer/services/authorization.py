@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 
-from portal.audit import record_denial
-from portal.roles import SYSTEM_USERNAME
+from audit.actors import SYSTEM_USERNAME
+from audit.log import record_denial
 
 MAINTENANCE = "pools.run_maintenance"
 

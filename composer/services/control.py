@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from audit.log import Outcome, record
 from composer import dispatch, lifecycle
 from composer.models import DesktopTask, Operation
 from composer.services.authorization import MAINTENANCE, authorize
 from composer.services.errors import OperationRefused
-from portal.audit import Outcome, record
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 
+from audit.log import Outcome, record
 from composer import capacity, naming
 from composer.models import DesktopTask, Operation
 from composer.queue import RUN_OPERATION, enqueue_on_commit
@@ -22,7 +23,6 @@ from pools.models import (
     PoolDatastore,
     Replica,
 )
-from portal.audit import Outcome, record
 
 
 @dataclass(frozen=True)

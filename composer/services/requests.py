@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.log import record
 from composer import kinds
 from composer.models import DesktopTask, Operation
 from composer.services.authorization import MAINTENANCE, authorize
@@ -21,7 +22,6 @@ from composer.services.errors import OperationRefused
 from composer.services.holds import busy, lock_desktops, skip_busy
 from composer.services.schedule import activate, option_parameters
 from pools.models import Desktop, PersistentDisk, Pool
-from portal.audit import record
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from audit.log import Outcome, record
 from composer.models import DesktopTask, Operation
 from composer.queue import RUN_OPERATION, enqueue_at_on_commit, enqueue_on_commit
 from composer.services.errors import OperationRefused
-from portal.audit import Outcome, record
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status

@@ -9,13 +9,13 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
+from audit.labels import action_name
+from audit.models import AuditEvent
 from composer import kinds, services, steps
 from composer.kinds.base import OperationKind
 from composer.models import Operation
 from pools.models import Desktop, Pool
 from pools.states import DesktopState
-from portal.audit_labels import action_name
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from composer import dispatch, services
 from composer.models import DesktopTask, Operation
 from composer.reconciler import reconcile
 from composer.services import OperationRefused, Options
 from pools.models import Desktop, PersistentDisk, Pool, PoolDatastore, Replica
 from pools.states import DesktopState
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,11 +4,11 @@ Redis with a burst worker, the simulated hypervisor, and the pages that show the
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from composer.models import DesktopTask, Operation
 from composer.queue import queue
 from pools.models import Datastore, Desktop, Pool, Replica
 from pools.states import DesktopState
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,10 +5,10 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
+from audit.models import AuditEvent
 from composer.drivers.base import ImageRef
 from composer.models import EndpointCheck
 from pools.models import HypervisorEndpoint
-from portal.models import AuditEvent
 from tests.portal.test_security import inline_code
 
 pytestmark = pytest.mark.django_db(transaction=True)  # jobs are enqueued on commit

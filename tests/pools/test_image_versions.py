@@ -4,9 +4,9 @@ snapshot exists and for its sizes; nothing is typed in that the hypervisor knows
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from composer import images
 from pools.models import ImageVersion
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from portal.audit import record
-from portal.models import HASH_VERSION, AuditEvent, compute_hash
+from audit.log import record
+from audit.models import HASH_VERSION, AuditEvent, compute_hash
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from audit.log import record, verify
+from audit.models import GENESIS_HASH, HASH_VERSION, HASHED_FIELDS, AuditEvent, compute_hash
 from composer.models import Operation
-from portal.audit import record, verify
-from portal.models import GENESIS_HASH, HASH_VERSION, HASHED_FIELDS, AuditEvent, compute_hash
 
 pytestmark = pytest.mark.django_db
 

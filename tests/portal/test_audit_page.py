@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from composer.models import Operation
 from pools.models import Desktop, Pool
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

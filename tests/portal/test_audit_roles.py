@@ -21,9 +21,9 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from portal.audit import record, verify
+from audit.log import record, verify
+from audit.models import AuditEvent
 from portal.checks import TRIGGER, audit_log_protection, audit_role_messages
-from portal.models import AuditEvent
 
 ON_POSTGRES = connection.vendor == "postgresql"
 postgres_only = pytest.mark.skipif(

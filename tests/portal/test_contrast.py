@@ -5,9 +5,9 @@ has a look of its own. Read from the stylesheet itself, as a browser would apply
 import re
 from pathlib import Path
 
+from audit.models import AuditEvent
 from composer.models import DesktopTask, Operation
 from pools.states import DesktopState
-from portal.models import AuditEvent
 
 CSS = Path(__file__).resolve().parents[2] / "static" / "portal" / "portal.css"
 AA = 4.5

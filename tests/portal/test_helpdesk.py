@@ -8,13 +8,13 @@ import json
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from composer import services
 from composer.models import DesktopTask, Operation
 from composer.reconciler import reconcile
 from pools.models import Desktop, Pool
 from pools.states import DesktopState
 from portal.helpdesk import GRACE_SECONDS
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

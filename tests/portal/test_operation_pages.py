@@ -7,11 +7,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from composer import eta
 from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool, PoolDatastore
 from pools.states import DesktopState
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

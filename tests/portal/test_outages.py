@@ -1,10 +1,10 @@
-"""Telling a database outage from a bug (portal/outages.py); the outage itself is tested
+"""Telling a database outage from a bug (composer/outages.py); the outage itself is tested
 end to end in tests/resilience/test_database_cut.py."""
 
 import pytest
 from django.db import OperationalError
 
-from portal import outages
+from composer import outages
 
 
 @pytest.mark.django_db

@@ -6,9 +6,9 @@ import re
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from composer.models import Operation
 from pools.models import Pool
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,6 +8,7 @@ A new URL without a row here fails test_every_endpoint_is_in_the_matrix.
 import pytest
 from django.urls import get_resolver, reverse
 
+from audit.models import AuditEvent
 from composer import services
 from composer.models import DesktopTask, Operation
 from composer.queue import queue
@@ -21,7 +22,6 @@ from pools.models import (
     PoolDatastore,
     Replica,
 )
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

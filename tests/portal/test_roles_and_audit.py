@@ -1,8 +1,8 @@
 import pytest
 from django.contrib.auth.models import Group, User
 
-from portal.audit import record
-from portal.models import AuditEvent
+from audit.log import record
+from audit.models import AuditEvent
 from portal.roles import ADMINISTRATORS, AUDITORS, HELPDESK, role_of
 
 pytestmark = pytest.mark.django_db
@@ -15,18 +15,18 @@ def perms(group_name):
 
 def test_migrate_creates_the_three_groups_with_their_permissions():
     admins, helpdesk, auditors = perms(ADMINISTRATORS), perms(HELPDESK), perms(AUDITORS)
-    assert {"pools.add_pool", "pools.run_maintenance", "portal.view_audit"} <= admins
+    assert {"pools.add_pool", "pools.run_maintenance", "audit.view_audit"} <= admins
     assert helpdesk == {
         "pools.view_desktop",
         "pools.refresh_desktop",
         "pools.power_desktop",
         "pools.logoff_desktop",
     }
-    assert {"pools.view_pool", "pools.view_desktop", "portal.view_audit"} <= auditors
+    assert {"pools.view_pool", "pools.view_desktop", "audit.view_audit"} <= auditors
     # Auditors read everything and change nothing; they may also export the audit log.
-    assert "portal.export_audit" in auditors and "portal.export_audit" in admins
+    assert "audit.export_audit" in auditors and "audit.export_audit" in admins
     assert not [
-        p for p in auditors - {"portal.export_audit"} if not p.split(".")[1].startswith("view_")
+        p for p in auditors - {"audit.export_audit"} if not p.split(".")[1].startswith("view_")
     ]
 
 

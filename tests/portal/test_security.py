@@ -20,10 +20,10 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from audit.log import record
+from audit.models import AuditEvent
 from composer.models import Operation
 from pools.models import Pool
-from portal.audit import record
-from portal.models import AuditEvent
 from portal.security import CONTENT_SECURITY_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,9 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from composer import services
+from composer import outages, services
 from composer.models import DesktopTask, Operation
 from pools.states import BUSY, DesktopState
-from portal import outages
 from tests.tcp_proxy import TcpProxy
 from tests.worker_processes import (
     ROOT,

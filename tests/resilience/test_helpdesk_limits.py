@@ -5,8 +5,8 @@ down and scheduled a refresh for 2099."""
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from composer.models import Operation
-from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

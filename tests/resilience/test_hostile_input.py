@@ -5,7 +5,7 @@ failed sign-in is audited whatever name was tried (issue 9, items 2 and 7)."""
 import pytest
 from django.urls import reverse
 
-from portal.models import AuditEvent
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

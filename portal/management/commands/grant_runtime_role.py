@@ -16,7 +16,7 @@ refused. `manage.py check --deploy` warns when the portal's role can still chang
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from portal.models import AuditEvent
+from audit.models import AuditEvent
 
 
 class Command(BaseCommand):

@@ -25,8 +25,8 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from portal.models import GENESIS_HASH, HASHED_FIELDS, AuditEvent, compute_hash
-from portal.roles import role_of
+from audit.actors import role_of
+from audit.models import GENESIS_HASH, HASHED_FIELDS, AuditEvent, compute_hash
 
 Outcome = AuditEvent.Outcome
 

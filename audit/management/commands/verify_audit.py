@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
-from portal.audit import (
+from audit.log import (
     append_checkpoint,
     check_checkpoint,
     checkpoint_key,
