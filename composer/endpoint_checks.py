@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -18,7 +17,8 @@ from audit.log import Outcome, record
 from composer import drivers, inventory
 from composer.drivers.base import DriverError
 from composer.models import EndpointCheck
-from composer.queue import enqueue_on_commit
+from composer.queue import RUN_ENDPOINT_CHECK, enqueue_on_commit
+from composer.services.authorization import authorize
 from pools.models import HypervisorEndpoint
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,14 @@ PERMISSION = "pools.change_hypervisorendpoint"
 
 
 def request_check(actor, endpoint: HypervisorEndpoint, kind: str, request=None) -> EndpointCheck:
-    if not actor.has_perm(PERMISSION):
-        record(
-            actor=actor,
-            action=ACTIONS[kind],
-            outcome=Outcome.DENIED,
-            target=endpoint,
-            request=request,
-        )
-        raise PermissionDenied
+    authorize(
+        actor,
+        PERMISSION,
+        action=ACTIONS[kind],
+        target=endpoint,
+        request=request,
+        message="Only administrators may test or sync a hypervisor.",
+    )
     with transaction.atomic():
         # The endpoint's row is the lock: two clicks at once make one check.
         HypervisorEndpoint.objects.select_for_update().get(pk=endpoint.pk)
@@ -56,9 +55,7 @@ def request_check(actor, endpoint: HypervisorEndpoint, kind: str, request=None) 
             parameters={"driver": endpoint.driver, "check": check.pk},
             request=request,
         )
-        from composer.jobs import run_endpoint_check
-
-        enqueue_on_commit(run_endpoint_check, check.job_id, check.pk)
+        enqueue_on_commit(RUN_ENDPOINT_CHECK, check.job_id, check.pk)
     return check
 
 

@@ -7,12 +7,12 @@ instead of being typed in. Their ids are kept, so later lookups do not depend on
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from audit.log import Outcome, record
 from composer import drivers
 from composer.drivers.base import DriverError
+from composer.services.authorization import authorize
 from pools.models import BaseImage, ImageVersion
 
 PERMISSION = "pools.add_imageversion"
@@ -24,9 +24,14 @@ class VersionRefused(Exception):
 
 
 def register_version(actor, image: BaseImage, snapshot: str, request=None) -> ImageVersion:
-    if not actor.has_perm(PERMISSION):
-        record(actor=actor, action=ACTION, outcome=Outcome.DENIED, target=image, request=request)
-        raise PermissionDenied
+    authorize(
+        actor,
+        PERMISSION,
+        action=ACTION,
+        target=image,
+        request=request,
+        message="Only administrators may register image versions.",
+    )
     snapshot = snapshot.strip()
     problem = _check_name(snapshot)
     if not problem and image.versions.filter(snapshot=snapshot).exists():

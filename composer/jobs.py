@@ -14,7 +14,7 @@ import redis
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from composer import dispatch, drivers, lifecycle, services, steps
+from composer import dispatch, drivers, endpoint_checks, lifecycle, services, steps
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import DesktopTask, Operation
 from composer.queue import URGENT, queue
@@ -245,8 +245,6 @@ def _wait_for_hypervisor(task: DesktopTask, operation: Operation, exc: Unreachab
 @drivers.logs_out
 def run_endpoint_check(check_id: int) -> str:
     """A connection test or an inventory sync an administrator asked for."""
-    from composer import endpoint_checks
-
     return endpoint_checks.run(check_id)
 
 

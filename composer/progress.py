@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.db.models import Count
 
+from composer import eta
 from composer.models import DesktopTask, Operation
 
 
@@ -116,8 +117,6 @@ def attach_remaining(operations, now=None) -> list[Operation]:
 
 def remaining(operation: Operation, now) -> timedelta | None:
     """Estimated time to finish a running operation with `progress`, else None."""
-    from composer import eta
-
     if operation.status != Operation.Status.RUNNING:
         return None
     since = operation.prepared_at or operation.started_at

@@ -31,7 +31,7 @@ from rq.worker import Worker
 from composer import dispatch, drivers, endpoint_checks, inventory, lifecycle
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask, Operation
-from composer.queue import queue
+from composer.queue import RUN_OPERATION, queue
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import BUSY, DesktopState, transition
 
@@ -49,8 +49,6 @@ HEARTBEAT_GRACE = timedelta(seconds=60)
 
 @drivers.logs_out
 def reconcile() -> dict:
-    from composer.jobs import run_operation
-
     now = timezone.now()
     report = {"operations_restarted": 0, "desktops_resumed": 0, "desktops_ended": 0}
     conn = queue().connection
@@ -64,7 +62,7 @@ def reconcile() -> dict:
     for operation in [*due, *queued, *unprepared]:
         if not job_alive(operation.job_id, conn):
             queue(operation.queue_name).enqueue(
-                run_operation, operation.pk, job_id=operation.job_id
+                RUN_OPERATION, operation.pk, job_id=operation.job_id
             )
             report["operations_restarted"] += 1
 

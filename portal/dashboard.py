@@ -13,14 +13,14 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from composer import progress
+from composer import outages, progress
 from composer.models import Operation
 from composer.queue import URGENT, queue
 from composer.reconciler import _pid_alive
 from pools import usage
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import DesktopState
-from portal import live, outages
+from portal import live
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,14 @@ see the htmx-config meta tag in base.html). Django 6.0's built-in SECURE_CSP can
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.dispatch import receiver
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from audit.log import Outcome, record
 
 POLICY = {
     "default-src": "'self'",
@@ -64,10 +67,6 @@ class PortalAuthenticationForm(AuthenticationForm):
     that refusal like any failed sign-in, without saying why (no hint for a guesser)."""
 
     def clean(self):
-        from django.contrib.auth import get_user_model
-
-        from audit.log import Outcome, record
-
         username = self.cleaned_data.get("username") or ""
         User = get_user_model()
         longest = User._meta.get_field(User.USERNAME_FIELD).max_length
@@ -116,10 +115,6 @@ def lockout_response(request, original_response=None, credentials=None):
 # already counted this failure (and flagged a lockout) when this one runs.
 @receiver(user_login_failed, dispatch_uid="portal.security.audit_failed_sign_in")
 def audit_failed_sign_in(sender, credentials, request=None, **kwargs):
-    from django.contrib.auth import get_user_model
-
-    from audit.log import Outcome, record
-
     username = str((credentials or {}).get("username") or "")[:150]
     User = get_user_model()
     # The real user when the name exists, so the event links to it; otherwise an unsaved

@@ -10,8 +10,9 @@ from django.template import loader
 from django.templatetags.static import static
 from django.views.defaults import server_error as django_server_error
 
+from composer import outages
 from portal import dashboard as dashboard_data
-from portal import live, outages
+from portal import live
 
 
 def dashboard(request):

@@ -16,7 +16,7 @@ TRIGGER = "portal_auditevent_append_only"
 def chain_existing_rows(apps, schema_editor):
     # The live hash function, not a frozen copy: the canonical form is versioned
     # (HASH_VERSION), and a change of it must keep hashing version 1 rows the same way.
-    from portal.models import GENESIS_HASH, compute_hash
+    from audit.models import GENESIS_HASH, compute_hash  # (in portal/models.py then)
 
     AuditEvent = apps.get_model("portal", "AuditEvent")
     db = schema_editor.connection.alias

@@ -63,7 +63,7 @@ def test_audit_admin_is_read_only_even_for_superusers(client):
     user = User.objects.create_user("ada")
     event = record(actor=user, action="create_pool", outcome="requested")
     client.force_login(admin)
-    assert client.get(f"/admin/portal/auditevent/{event.pk}/change/").status_code == 200
-    response = client.post(f"/admin/portal/auditevent/{event.pk}/delete/", {"post": "yes"})
+    assert client.get(f"/admin/audit/auditevent/{event.pk}/change/").status_code == 200
+    response = client.post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"})
     assert response.status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()

@@ -415,7 +415,7 @@ def test_admin_works_under_the_strict_policy(client, users):
         "/admin/auth/user/",
         f"/admin/auth/user/{users['admin'].pk}/change/",
         "/admin/auth/group/add/",
-        "/admin/portal/auditevent/",
+        "/admin/audit/auditevent/",
         "/admin/axes/accessattempt/",
     ]:
         response = client.get(url)
