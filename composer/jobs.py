@@ -14,7 +14,7 @@ import redis
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from composer import dispatch, drivers, endpoint_checks, lifecycle, services, steps
+from composer import dispatch, drivers, endpoint_checks, lifecycle, preparation, services, steps
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import DesktopTask, Operation
 from composer.queue import URGENT, queue
@@ -45,7 +45,7 @@ def run_operation(operation_id: int) -> str:
             return f"operation {operation_id} is {operation.status}"
 
     operation = Operation.objects.select_related("pool__endpoint").get(pk=operation_id)
-    refusal = lifecycle.prepare(operation)
+    refusal = preparation.prepare(operation)
     if refusal:
         lifecycle.refuse(operation_id, refusal)
         return refusal

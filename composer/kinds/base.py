@@ -147,7 +147,7 @@ class OperationKind:
 
     def replica_needed(self, operation: Operation, task: DesktopTask) -> tuple[int, int] | None:
         """(image version id, datastore id) of the replica the desktop needs before its
-        steps run; made once per operation, before dispatch (composer/lifecycle.prepare)."""
+        steps run; made once per operation, before dispatch (composer/preparation.py)."""
         return None
 
     def steps_for(self, operation: Operation) -> list[tuple[str, Step]]:
