@@ -21,6 +21,11 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.middleware.gzip import GZipMiddleware
 
+from composer import outages
+from composer.models import DesktopTask, Operation
+from composer.queue import URGENT, queue
+from pools.models import Datastore, Desktop, HypervisorEndpoint, Pool
+
 REFRESH_SECONDS = 30
 
 
@@ -60,9 +65,6 @@ def newest(queryset) -> Subquery:
 def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
     """The pool page's live part: the version, and the newest change of its desktops, of its
     operations and of their desktops' tasks (one query). None if there is no such pool."""
-    from composer.models import DesktopTask, Operation
-    from pools.models import Desktop, Pool
-
     active = Operation.objects.filter(pool=OuterRef(OuterRef("pk")), status__in=Operation.ACTIVE)
     row = (
         Pool.objects.filter(pk=pool_id)
@@ -83,8 +85,6 @@ def pool_version(pool_id: int, user) -> tuple[str, dict] | None:
 def operation_version(operation_id: int, user) -> str | None:
     """An operation's page: the operation, its desktops' tasks, and the tasks of every live
     operation (a waiting desktop says which slots are in use), in one query."""
-    from composer.models import DesktopTask, Operation
-
     active = Operation.objects.filter(status__in=Operation.ACTIVE).values("pk")
     row = (
         Operation.objects.filter(pk=operation_id)
@@ -104,9 +104,6 @@ def dashboard_stamps() -> tuple:
     query of index lookups); the workers and queues (one Redis round trip). A sync error or
     orphan found, or a pool renamed, shows within REFRESH_SECONDS."""
     from django.db import connection
-
-    from composer.models import DesktopTask, Operation
-    from pools.models import Datastore, Desktop, HypervisorEndpoint, Pool
 
     def table(model) -> str:
         return connection.ops.quote_name(model._meta.db_table)
@@ -144,9 +141,6 @@ def memo(key: tuple, compute):
 
 def _queue_state() -> tuple:
     """Workers and queue lengths as the dashboard shows them, in one pipelined round trip."""
-    from composer import outages
-    from composer.queue import URGENT, queue
-
     try:
         q = queue()
         pipe = q.connection.pipeline(transaction=False)

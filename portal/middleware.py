@@ -1,4 +1,13 @@
+"""The site's middleware: request ids, NUL bytes refused, queue outages told, our 404."""
+
 import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.shortcuts import render
+
+from audit.log import Outcome, record
+from composer.queue import collecting_unqueued
 
 
 class RequestIdMiddleware:
@@ -35,10 +44,6 @@ class RejectNulMiddleware:
 
     def __call__(self, request):
         if _has_nul(request):
-            from django.shortcuts import render
-
-            from audit.log import Outcome, record
-
             record(
                 actor=request.user,
                 action="rejected_input",
@@ -71,13 +76,9 @@ class QueueOutageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        from composer.queue import collecting_unqueued
-
         with collecting_unqueued() as unqueued:
             response = self.get_response(request)
         if unqueued:
-            from django.contrib import messages
-
             messages.warning(
                 request,
                 "Saved, but the job queue is unreachable right now: the work is queued and "
@@ -96,9 +97,6 @@ class OwnNotFoundPageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        from django.conf import settings
-        from django.shortcuts import render
-
         response = self.get_response(request)
         if (
             settings.DEBUG

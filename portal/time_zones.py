@@ -18,6 +18,8 @@ from django.dispatch import receiver
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
+from portal.models import Preference
+
 SESSION_KEY = "time_zone"
 
 
@@ -48,8 +50,6 @@ class UserTimeZoneMiddleware:
 
 @receiver(user_logged_in)
 def _remember_zone(sender, request, user, **kwargs):
-    from portal.models import Preference
-
     name = Preference.objects.filter(user=user).values_list("time_zone", flat=True).first()
     if request is not None and hasattr(request, "session"):
         request.session[SESSION_KEY] = name or ""
@@ -72,8 +72,6 @@ class PreferencesForm(forms.Form):
 
 def preferences(request):
     """The signed-in user's own choices: any role may set them."""
-    from portal.models import Preference
-
     current = request.session.get(SESSION_KEY, "")
     form = PreferencesForm(request.POST or None, initial={"time_zone": current})
     if request.method == "POST" and form.is_valid():
