@@ -113,10 +113,7 @@ def reconcile() -> dict:
 
 
 def end_orphaned_desktops() -> int:
-    held = DesktopTask.objects.filter(
-        operation__status__in=Operation.ACTIVE,
-        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
-    ).values("desktop_id")
+    held = DesktopTask.objects.held().values("desktop_id")
     ended = 0
     for desktop in Desktop.objects.filter(state__in=BUSY).exclude(pk__in=held):
         with transaction.atomic():

@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from composer.models import DesktopTask
 from pools.models import Datastore, Desktop, ImageVersion, Pool, PoolDatastore, Replica
 from pools.states import BUSY, READY, DesktopState
 
@@ -44,18 +45,6 @@ def legend() -> list[tuple[str, str]]:
     return [(state, S(state).label) for state in STATE_ORDER]
 
 
-def held_by_live_task():
-    """Desktop ids an active operation still holds (pending, waiting or in flight)."""
-    from composer.models import DesktopTask, Operation
-
-    TaskStatus = DesktopTask.Status
-    return DesktopTask.objects.filter(
-        operation__status__in=Operation.ACTIVE,
-        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
-        desktop_id__isnull=False,
-    ).values("desktop_id")
-
-
 def stuck_q(now=None) -> Q:
     """Busy for more than 30 minutes with no live operation task, or in Maintenance for more
     than an hour whatever holds it.
@@ -66,7 +55,7 @@ def stuck_q(now=None) -> Q:
     """
     now = now or timezone.now()
     return Q(state__in=BUSY, state_changed_at__lt=now - STUCK_BUSY_AFTER) & (
-        ~Q(pk__in=held_by_live_task())
+        ~Q(pk__in=DesktopTask.objects.held().values("desktop_id"))
         | Q(state=S.MAINTENANCE, state_changed_at__lt=now - STUCK_MAINTENANCE_AFTER)
     )
 
