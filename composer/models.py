@@ -10,7 +10,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from pools.stamps import Stamped
+from pools.stamps import Stamped, StampedQuerySet
 
 
 class Operation(Stamped):
@@ -135,7 +135,7 @@ class Operation(Stamped):
         return self.logoff_policy == self.LogoffPolicy.FORCE
 
 
-class DesktopTaskQuerySet(models.QuerySet):
+class DesktopTaskQuerySet(StampedQuerySet):
     """Which desktops an operation has a claim on: two rules, each written once.
 
     They differ on purpose, by scheduled operations. A desktop in a scheduled operation is
