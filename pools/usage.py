@@ -220,17 +220,19 @@ def datastore_usage(datastores=None) -> list[DatastoreUsage]:
     the pools that select it: the first pool to be refused more desktops. A datastore no pool
     selects shows against its own default level.
 
-    Four queries: datastores, image version sizes, pool links, and one GROUP BY
-    (pool, image version, datastore) over the desktop_lineage index.
+    Four queries: datastores, committed sizes (Desktop.objects.committed_mb_by_datastore),
+    pool links, and one GROUP BY (pool, image version, datastore) over the desktop_lineage
+    index.
     """
     datastores = list(
         datastores if datastores is not None else Datastore.objects.select_related("endpoint")
     )
     usage = {ds.pk: DatastoreUsage(ds) for ds in datastores}
-    disk_mb = dict(ImageVersion.objects.order_by().values_list("pk", "disk_mb"))
+    for datastore_id, committed in Desktop.objects.committed_mb_by_datastore(usage).items():
+        usage[datastore_id].committed_mb = committed
     per_pool: dict[tuple[int, int], int] = defaultdict(int)
     # Grouped in the desktop_lineage index's column order, so the index answers it alone.
-    for pool_id, version_id, datastore_id, n in (
+    for pool_id, _, datastore_id, n in (
         Desktop.objects.values_list("pool_id", "image_version_id", "datastore_id")
         .annotate(n=Count("*"))
         .order_by()
@@ -239,7 +241,6 @@ def datastore_usage(datastores=None) -> list[DatastoreUsage]:
         if row is None:
             continue
         row.desktops += n
-        row.committed_mb += n * disk_mb.get(version_id, 0)
         per_pool[(datastore_id, pool_id)] += n
     linked = set()
     for link in (
