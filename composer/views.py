@@ -15,15 +15,12 @@ from composer import dispatch, drivers, progress, services
 from composer.drivers.base import DriverError
 from composer.forms import OPERATE_KINDS
 from composer.models import DesktopTask, Operation
-from pools.models import ImageVersion, PoolDatastore
+from pools.models import WARN_PERCENT, ImageVersion, PoolDatastore
 from portal import live
 from portal.permissions import require
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status
-
-# Real use from which a datastore is flagged (DESIGN: warn at 95%).
-WARN_PERCENT = 95.0
 
 # Which control applies in which status (the services refuse the others anyway).
 CONTROLS = {

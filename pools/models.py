@@ -146,6 +146,12 @@ class HypervisorEndpoint(models.Model):
         return self.name
 
 
+# Use (real, or over-commit against its limit) from which a datastore is flagged, on every
+# page and in the pool form's warnings. DESIGN.md: warn at 95%; a full datastore suspends
+# every VM on it.
+WARN_PERCENT = 95.0
+
+
 class Datastore(models.Model):
     endpoint = models.ForeignKey(
         HypervisorEndpoint, on_delete=models.PROTECT, related_name="datastores"
@@ -186,8 +192,7 @@ class Datastore(models.Model):
 
     @property
     def warn(self) -> bool:
-        """DESIGN: warn at 95% real use; a full datastore suspends every VM on it."""
-        return self.used_percent >= 95.0
+        return self.used_percent >= WARN_PERCENT
 
 
 class BaseImage(models.Model):

@@ -15,13 +15,19 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from composer.models import DesktopTask
-from pools.models import Datastore, Desktop, ImageVersion, Pool, PoolDatastore, Replica
+from pools.models import (
+    WARN_PERCENT,
+    Datastore,
+    Desktop,
+    ImageVersion,
+    Pool,
+    PoolDatastore,
+    Replica,
+)
 from pools.states import BUSY, READY, DesktopState
 
 S = DesktopState
 
-# Real use (and over-commit use) from which a datastore is flagged. DESIGN.md: warn at 95%.
-WARN_PERCENT = 95.0
 # A desktop busy this long with no live operation task holding it is stuck...
 STUCK_BUSY_AFTER = timedelta(minutes=30)
 # ...and one in Maintenance this long is stuck even if an operation still claims it.
@@ -173,7 +179,7 @@ class DatastoreUsage:
 
     @property
     def warn(self) -> bool:
-        return self.used_percent >= WARN_PERCENT
+        return self.datastore.warn
 
     @property
     def limit_mb(self) -> int | None:

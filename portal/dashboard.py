@@ -82,7 +82,6 @@ def gather(user, part: str | None = None, stamps: tuple = ()) -> dict:
                 context["problem_desktops"] = problem_desktops(now)
     if overview and user.has_perm("pools.view_datastore"):
         context["datastores"] = shared("datastore_usage", usage.datastore_usage)
-        context["warn_percent"] = usage.WARN_PERCENT
     if user.has_perm("composer.view_operation"):
         if activity:
             context.update(operations(now))
