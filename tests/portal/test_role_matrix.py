@@ -98,7 +98,7 @@ PAGES = {
     "composer:operations": ("Operations", {}),
     "composer:operation": ("Provision", {'/cancel/">Cancel': {ADMIN}}),
     "composer:plan": ("Plan: Rebalance", {">Approve and run</button>": {ADMIN}}),
-    "composer:cancel": ("Cancel Provision Matrix #1?", {}),
+    "composer:cancel": ("Cancel Provision Matrix #", {}),
 }
 
 
