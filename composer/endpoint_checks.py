@@ -16,8 +16,9 @@ from django.utils import timezone
 from audit.log import Outcome, record
 from composer import drivers, inventory
 from composer.drivers.base import DriverError
+from composer.liveness import job_alive
 from composer.models import EndpointCheck
-from composer.queue import RUN_ENDPOINT_CHECK, enqueue_on_commit
+from composer.queue import RUN_ENDPOINT_CHECK, enqueue_on_commit, queue
 from composer.services.authorization import authorize
 from pools.models import HypervisorEndpoint
 
@@ -121,9 +122,6 @@ def latest(endpoint_ids) -> dict[tuple[int, str], EndpointCheck]:
 def give_up_lost(older_than) -> int:
     """Checks queued or running since before `older_than` whose job is gone end as failed
     (the reconciler), so the page does not show them under way for ever."""
-    from composer.queue import queue
-    from composer.reconciler import job_alive
-
     conn = queue().connection
     lost = 0
     for check in EndpointCheck.objects.filter(

@@ -115,8 +115,7 @@ def finish_if_done(operation_id: int) -> bool:
         if operation.prepared_at is None:
             return False
         counts = dict(operation.tasks.values_list("status").annotate(n=Count("*")).order_by())
-        unfinished = (TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT)
-        if any(counts.get(s) for s in unfinished):
+        if any(counts.get(s) for s in DesktopTask.UNFINISHED):
             return False
         failed = counts.get(TaskStatus.FAILED, 0)
         succeeded = counts.get(TaskStatus.SUCCEEDED, 0)

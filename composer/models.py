@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from composer import kinds
 from composer.queue import DEFAULT, URGENT
-from pools.stamps import Stamped
+from pools.stamps import Stamped, StampedQuerySet
 
 
 class Operation(Stamped):
@@ -30,8 +30,10 @@ class Operation(Stamped):
         INTERRUPTED = "interrupted", "Interrupted"
         REFUSED = "refused", "Refused"  # the frozen plan no longer matched the inventory
 
+    # Asked to run now (queued or further) and not finished: its desktops are taken.
+    STARTED = (Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.CANCELLING)
     # Work is under way or will start by itself: pages poll, desktops are spoken for.
-    ACTIVE = (Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.CANCELLING)
+    ACTIVE = (Status.SCHEDULED, *STARTED)
     FINISHED = (
         Status.SUCCEEDED,
         Status.PARTIALLY_FAILED,
@@ -130,6 +132,37 @@ class Operation(Stamped):
         return self.logoff_policy == self.LogoffPolicy.FORCE
 
 
+class DesktopTaskQuerySet(StampedQuerySet):
+    """Which desktops an operation has a claim on: two rules, each written once.
+
+    They differ on purpose, by scheduled operations. A desktop in a scheduled operation is
+    spoken for (held: the reconciler leaves it alone, it is not stuck), but a request to act
+    on it now does not skip it: starting now replaces the pending schedule
+    (services._activate halts that schedule's task), so only started operations make a
+    desktop busy.
+    """
+
+    def held(self):
+        """Unfinished tasks of active operations, scheduled ones included: their desktops are
+        spoken for, neither orphaned nor stuck (reconciler, dashboard, helpdesk).
+
+        Only tasks whose desktop still exists: these ids go into NOT IN (...), which a single
+        NULL (a desktop deleted meanwhile) would make match nothing."""
+        return self.filter(
+            operation__status__in=Operation.ACTIVE,
+            status__in=DesktopTask.UNFINISHED,
+            desktop__isnull=False,
+        )
+
+    def busy(self):
+        """Unfinished tasks of started operations (queued, running, paused, cancelling): a
+        new request or a plan skips their desktops. A scheduled operation does not make a
+        desktop busy; starting now replaces it instead (services._activate)."""
+        return self.filter(
+            operation__status__in=Operation.STARTED, status__in=DesktopTask.UNFINISHED
+        )
+
+
 class DesktopTask(Stamped):
     """One desktop's progress inside an operation, recorded step by step."""
 
@@ -145,7 +178,10 @@ class DesktopTask(Stamped):
         SKIPPED = "skipped", "Skipped"  # not touched, with the reason (rebalance)
 
     IN_FLIGHT = (Status.DISPATCHED, Status.RUNNING)
+    UNFINISHED = (Status.PENDING, Status.WAITING, *IN_FLIGHT)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.HALTED, Status.SKIPPED)
+
+    objects = DesktopTaskQuerySet.as_manager()
 
     operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="tasks")
     desktop = models.ForeignKey(

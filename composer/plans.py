@@ -56,15 +56,6 @@ def _pending_schedules(desktops: list[Desktop]) -> dict[int, int]:
     )
 
 
-def _committed(datastore_ids) -> dict[int, int]:
-    return dict(
-        Desktop.objects.filter(datastore_id__in=datastore_ids)
-        .values_list("datastore_id")
-        .annotate(total=Sum("image_version__disk_mb"))
-        .order_by()
-    )
-
-
 def _disk_sizes(desktops) -> dict[int, int]:
     return dict(
         PersistentDisk.objects.filter(desktop__in=desktops)
@@ -94,7 +85,7 @@ def plan_rebalance(pool: Pool, chosen: list[Desktop], busy: dict[int, int]) -> F
     # Datastores the pool's desktops sit on but that are no longer linked count as deselected.
     datastore_ids = set(links) | {d.datastore_id for d in all_desktops}
     datastores = {ds.pk: ds for ds in Datastore.objects.filter(pk__in=datastore_ids)}
-    committed = _committed(datastore_ids)
+    committed = Desktop.objects.committed_mb_by_datastore(datastore_ids)
     ready_replicas: dict[int, set[str]] = {}
     for ds_id, version_id in Replica.objects.filter(
         datastore_id__in=datastore_ids, status=Replica.Status.READY
@@ -200,7 +191,7 @@ def plan_recompose(
             image_version=target, datastore_id__in=datastores, status=Replica.Status.READY
         ).values_list("datastore_id", flat=True)
     )
-    committed = _committed(datastores)
+    committed = Desktop.objects.committed_mb_by_datastore(datastores)
     factors = dict(pool.pool_datastores.values_list("datastore_id", "overcommit"))
     extra_commit: dict[int, int] = {}
     tasks, rows = [], []
@@ -291,7 +282,7 @@ def check_rebalance(operation: Operation) -> list[str]:
                 replica_need.get(replica["datastore"], 0) + version.used_mb
             )
     links = {link.datastore_id: link.overcommit for link in operation.pool.pool_datastores.all()}
-    committed = _committed(list(incoming_real))
+    committed = Desktop.objects.committed_mb_by_datastore(list(incoming_real))
     for ds in Datastore.objects.filter(pk__in=list(incoming_real)):
         needs = incoming_real[ds.pk] + replica_need.get(ds.name, 0)
         if needs > ds.free_mb:

@@ -16,20 +16,15 @@ twice, or on two hosts at once, does no harm. In order:
 
 from __future__ import annotations
 
-import datetime
 import logging
-import os
-import socket
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.worker import Worker
 
 from composer import dispatch, drivers, endpoint_checks, inventory, lifecycle
 from composer.drivers.base import DriverError
+from composer.liveness import job_alive, task_alive
 from composer.models import DesktopTask, Operation
 from composer.queue import RUN_OPERATION, queue
 from pools.models import Desktop, HypervisorEndpoint
@@ -42,9 +37,6 @@ TaskStatus = DesktopTask.Status
 
 # A job enqueued on commit may take a moment to appear; do not act on anything younger.
 SETTLE = timedelta(seconds=30)
-# A busy rq worker heartbeats every job_monitoring_interval (30 s by default); two missed
-# beats mean it is gone, so a crashed host is noticed within about two minutes.
-HEARTBEAT_GRACE = timedelta(seconds=60)
 
 
 @drivers.logs_out
@@ -111,10 +103,7 @@ def reconcile() -> dict:
 
 
 def end_orphaned_desktops() -> int:
-    held = DesktopTask.objects.filter(
-        operation__status__in=Operation.ACTIVE,
-        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
-    ).values("desktop_id")
+    held = DesktopTask.objects.held().values("desktop_id")
     ended = 0
     for desktop in Desktop.objects.filter(state__in=BUSY).exclude(pk__in=held):
         with transaction.atomic():
@@ -135,70 +124,3 @@ def end_orphaned_desktops() -> int:
             )
             ended += 1
     return ended
-
-
-def task_alive(task: DesktopTask, conn) -> bool:
-    """Whether a desktop handed to a worker is still being (or about to be) worked on."""
-    host, _, pid = task.runner.rpartition(":")
-    if task.status == TaskStatus.RUNNING and host == socket.gethostname() and pid.isdigit():
-        # The work horse that runs it may outlive its worker: ask the process itself.
-        return _pid_alive(int(pid))
-    if task.status == TaskStatus.RUNNING and task.rq_job_id:
-        # The job that runs it: its own, or the job of a desktop before it that carried on
-        # with it (jobs.run_desktop).
-        return job_alive(task.rq_job_id, conn)
-    # Dispatched: its own job, queued. (A desktop a job kept for itself is not queued: if that
-    # job died before starting it, it is not alive, rightly.)
-    return job_alive(task.job_id, conn)
-
-
-def job_alive(job_id: str, conn) -> bool:
-    """Whether the rq job still exists and will run or is running on a live worker."""
-    try:
-        job = Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        return False
-    status = job.get_status(refresh=False)
-    if status == JobStatus.QUEUED:
-        # Queued means waiting in its queue. A worker killed right after taking it off the
-        # queue, before starting it, leaves it "queued" in that worker's intermediate queue,
-        # where nobody will ever run it: then it is not alive. (A job is in that state for
-        # milliseconds on a live worker, and the reconciler looks only at desktops handed out
-        # SETTLE ago; a false alarm would only make the old attempt stale.)
-        return conn.lpos(f"rq:queue:{job.origin}", job_id) is not None
-    if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED):
-        return True
-    if status == JobStatus.STARTED:
-        return bool(job.worker_name) and worker_alive(job.worker_name, conn)
-    return False
-
-
-def worker_alive(name: str, conn) -> bool:
-    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn)
-    if worker is None:
-        return False
-    # On this host a dead process shows at once; elsewhere, by a heartbeat that stopped.
-    if worker.hostname == socket.gethostname() and worker.pid and not _pid_alive(worker.pid):
-        return False
-    beat = worker.last_heartbeat
-    if beat is not None:
-        if timezone.is_naive(beat):
-            beat = timezone.make_aware(beat, datetime.UTC)
-        if timezone.now() - beat > HEARTBEAT_GRACE:
-            return False
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed process whose parent has not reaped it yet is a zombie: dead all the same.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return True

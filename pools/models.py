@@ -10,7 +10,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from pools.stamps import Stamped
+from pools.stamps import Stamped, StampedQuerySet
 from pools.states import DesktopState
 
 # Every id is a 64-bit signed integer (BigAutoField). A number beyond that range must not
@@ -146,6 +146,12 @@ class HypervisorEndpoint(models.Model):
         return self.name
 
 
+# Use (real, or over-commit against its limit) from which a datastore is flagged, on every
+# page and in the pool form's warnings. DESIGN.md: warn at 95%; a full datastore suspends
+# every VM on it.
+WARN_PERCENT = 95.0
+
+
 class Datastore(models.Model):
     endpoint = models.ForeignKey(
         HypervisorEndpoint, on_delete=models.PROTECT, related_name="datastores"
@@ -186,8 +192,7 @@ class Datastore(models.Model):
 
     @property
     def warn(self) -> bool:
-        """DESIGN: warn at 95% real use; a full datastore suspends every VM on it."""
-        return self.used_percent >= 95.0
+        return self.used_percent >= WARN_PERCENT
 
 
 class BaseImage(models.Model):
@@ -346,6 +351,21 @@ class PoolDatastore(models.Model):
         return f"{self.pool} on {self.datastore}"
 
 
+class DesktopQuerySet(StampedQuerySet):
+    def committed_mb_by_datastore(self, datastore_ids=None) -> dict[int, int]:
+        """Datastore id -> MiB committed on it: each linked clone counted at the full size of
+        its parent disk, whatever its pool (DESIGN.md). What over-commit levels are checked
+        against: placement of new desktops, plans, the datastore pages. Datastores without
+        desktops are left out; None: every datastore."""
+        desktops = self if datastore_ids is None else self.filter(datastore_id__in=datastore_ids)
+        return {
+            datastore_id: total or 0
+            for datastore_id, total in desktops.values_list("datastore_id")
+            .annotate(total=models.Sum("image_version__disk_mb"))
+            .order_by()
+        }
+
+
 class Desktop(Stamped):
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="desktops")
     name = models.CharField(max_length=15, unique=True)
@@ -371,6 +391,8 @@ class Desktop(Stamped):
     driver_ref = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     state_changed_at = models.DateTimeField(default=timezone.now)
+
+    objects = DesktopQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -14,13 +14,20 @@ from datetime import timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from pools.models import Datastore, Desktop, ImageVersion, Pool, PoolDatastore, Replica
+from composer.models import DesktopTask
+from pools.models import (
+    WARN_PERCENT,
+    Datastore,
+    Desktop,
+    ImageVersion,
+    Pool,
+    PoolDatastore,
+    Replica,
+)
 from pools.states import BUSY, READY, DesktopState
 
 S = DesktopState
 
-# Real use (and over-commit use) from which a datastore is flagged. DESIGN.md: warn at 95%.
-WARN_PERCENT = 95.0
 # A desktop busy this long with no live operation task holding it is stuck...
 STUCK_BUSY_AFTER = timedelta(minutes=30)
 # ...and one in Maintenance this long is stuck even if an operation still claims it.
@@ -44,18 +51,6 @@ def legend() -> list[tuple[str, str]]:
     return [(state, S(state).label) for state in STATE_ORDER]
 
 
-def held_by_live_task():
-    """Desktop ids an active operation still holds (pending, waiting or in flight)."""
-    from composer.models import DesktopTask, Operation
-
-    TaskStatus = DesktopTask.Status
-    return DesktopTask.objects.filter(
-        operation__status__in=Operation.ACTIVE,
-        status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
-        desktop_id__isnull=False,
-    ).values("desktop_id")
-
-
 def stuck_q(now=None) -> Q:
     """Busy for more than 30 minutes with no live operation task, or in Maintenance for more
     than an hour whatever holds it.
@@ -66,7 +61,7 @@ def stuck_q(now=None) -> Q:
     """
     now = now or timezone.now()
     return Q(state__in=BUSY, state_changed_at__lt=now - STUCK_BUSY_AFTER) & (
-        ~Q(pk__in=held_by_live_task())
+        ~Q(pk__in=DesktopTask.objects.held().values("desktop_id"))
         | Q(state=S.MAINTENANCE, state_changed_at__lt=now - STUCK_MAINTENANCE_AFTER)
     )
 
@@ -184,7 +179,7 @@ class DatastoreUsage:
 
     @property
     def warn(self) -> bool:
-        return self.used_percent >= WARN_PERCENT
+        return self.datastore.warn
 
     @property
     def limit_mb(self) -> int | None:
@@ -231,17 +226,19 @@ def datastore_usage(datastores=None) -> list[DatastoreUsage]:
     the pools that select it: the first pool to be refused more desktops. A datastore no pool
     selects shows against its own default level.
 
-    Four queries: datastores, image version sizes, pool links, and one GROUP BY
-    (pool, image version, datastore) over the desktop_lineage index.
+    Four queries: datastores, committed sizes (Desktop.objects.committed_mb_by_datastore),
+    pool links, and one GROUP BY (pool, image version, datastore) over the desktop_lineage
+    index.
     """
     datastores = list(
         datastores if datastores is not None else Datastore.objects.select_related("endpoint")
     )
     usage = {ds.pk: DatastoreUsage(ds) for ds in datastores}
-    disk_mb = dict(ImageVersion.objects.order_by().values_list("pk", "disk_mb"))
+    for datastore_id, committed in Desktop.objects.committed_mb_by_datastore(usage).items():
+        usage[datastore_id].committed_mb = committed
     per_pool: dict[tuple[int, int], int] = defaultdict(int)
     # Grouped in the desktop_lineage index's column order, so the index answers it alone.
-    for pool_id, version_id, datastore_id, n in (
+    for pool_id, _, datastore_id, n in (
         Desktop.objects.values_list("pool_id", "image_version_id", "datastore_id")
         .annotate(n=Count("*"))
         .order_by()
@@ -250,7 +247,6 @@ def datastore_usage(datastores=None) -> list[DatastoreUsage]:
         if row is None:
             continue
         row.desktops += n
-        row.committed_mb += n * disk_mb.get(version_id, 0)
         per_pool[(datastore_id, pool_id)] += n
     linked = set()
     for link in (

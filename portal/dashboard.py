@@ -4,9 +4,7 @@ operations with their estimated finish, the workers and the queue, and recent fa
 
 from __future__ import annotations
 
-import datetime
 import logging
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,9 +12,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from composer import outages, progress
+from composer.liveness import heartbeat_age, worker_answering
 from composer.models import Operation
 from composer.queue import URGENT, queue
-from composer.reconciler import _pid_alive
 from pools import usage
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import DesktopState
@@ -28,9 +26,6 @@ log = logging.getLogger(__name__)
 RECENT = timedelta(hours=24)
 # How many rows each list shows; the counters say how many there are in all.
 SHOWN = 10
-# A busy worker whose heartbeat is older than this is shown as not answering (the
-# reconciler's grace).
-HEARTBEAT_GRACE = timedelta(seconds=60)
 
 
 @dataclass
@@ -82,7 +77,6 @@ def gather(user, part: str | None = None, stamps: tuple = ()) -> dict:
                 context["problem_desktops"] = problem_desktops(now)
     if overview and user.has_perm("pools.view_datastore"):
         context["datastores"] = shared("datastore_usage", usage.datastore_usage)
-        context["warn_percent"] = usage.WARN_PERCENT
     if user.has_perm("composer.view_operation"):
         if activity:
             context.update(operations(now))
@@ -167,17 +161,14 @@ def workers() -> dict:
         now = timezone.now()
         rows = []
         for worker in sorted(found, key=lambda w: w.name):
-            beat = worker.last_heartbeat
-            if beat is not None and timezone.is_naive(beat):
-                beat = timezone.make_aware(beat, datetime.UTC)
-            age = (now - beat) if beat is not None else None
+            age = heartbeat_age(worker, now)
             state = worker.get_state()
             rows.append(
                 {
                     "name": worker.name,
                     "state": state,
                     "heartbeat_age": age,
-                    "answering": _answering(worker, state, age),
+                    "answering": worker_answering(worker, state, age),
                 }
             )
         alive = sum(1 for row in rows if row["answering"])
@@ -193,14 +184,3 @@ def workers() -> dict:
     except Exception as exc:
         log.warning("cannot read workers from Redis: %s", exc)
         return {"ok": False, "error": str(exc), "count": 0, "alive": 0, "queued": 0}
-
-
-def _answering(worker, state: str, age) -> bool:
-    """An idle worker blocks on Redis and beats only every few minutes (its key expires if it
-    dies, and then it is no longer listed); a busy one beats every 30 s while its job runs.
-    On this host a dead process shows at once."""
-    if worker.hostname == socket.gethostname() and worker.pid and not _pid_alive(worker.pid):
-        return False
-    if state == "busy":
-        return age is not None and age <= HEARTBEAT_GRACE
-    return True

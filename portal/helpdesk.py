@@ -124,10 +124,8 @@ def attach_current(desktops: list[Desktop]) -> None:
     tasks = {}
     if desktops:
         for task in (
-            DesktopTask.objects.filter(
-                desktop_id__in=[d.pk for d in desktops], operation__status__in=Operation.ACTIVE
-            )
-            .exclude(status__in=DesktopTask.FINISHED)
+            DesktopTask.objects.held()
+            .filter(desktop_id__in=[d.pk for d in desktops])
             .select_related("operation__pool__endpoint")
             .order_by("operation__requested_at")
         ):

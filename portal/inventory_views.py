@@ -248,7 +248,7 @@ def datastore_list(request):
     return render(
         request,
         "pools/datastore_list.html",
-        {"rows": usage.datastore_usage(datastores), "warn_percent": usage.WARN_PERCENT},
+        {"rows": usage.datastore_usage(datastores)},
     )
 
 

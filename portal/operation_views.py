@@ -14,15 +14,12 @@ from django.views.decorators.http import require_POST
 from composer import dispatch, drivers, kinds, progress, services
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask, Operation
-from pools.models import PoolDatastore
+from pools.models import WARN_PERCENT, PoolDatastore
 from portal import live
 from portal.permissions import require
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status
-
-# Real use from which a datastore is flagged (DESIGN: warn at 95%).
-WARN_PERCENT = 95.0
 
 # Which control applies in which status (the services refuse the others anyway).
 CONTROLS = {

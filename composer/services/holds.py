@@ -31,13 +31,12 @@ def lock_desktops(desktop_ids) -> None:
 
 
 def busy(desktops: list[Desktop]) -> dict[int, int]:
-    """Desktop id -> the operation already working on it (queued, running or paused)."""
+    """Desktop id -> the started operation already working on it (DesktopTask.objects.busy:
+    a scheduled one is replaced, not skipped)."""
     return dict(
-        DesktopTask.objects.filter(
-            desktop_id__in=[d.pk for d in desktops],
-            operation__status__in=[Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.CANCELLING],
-            status__in=[TaskStatus.PENDING, TaskStatus.WAITING, *DesktopTask.IN_FLIGHT],
-        ).values_list("desktop_id", "operation_id")
+        DesktopTask.objects.busy()
+        .filter(desktop_id__in=[d.pk for d in desktops])
+        .values_list("desktop_id", "operation_id")
     )
 
 

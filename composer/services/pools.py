@@ -44,11 +44,7 @@ def datastore_rooms(
 ) -> list[capacity.DatastoreRoom]:
     """What each datastore can still take, counting work already promised to pending desktops."""
     ids = [ds.pk for ds in datastores]
-    committed = dict(
-        Desktop.objects.filter(datastore_id__in=ids)
-        .values_list("datastore_id")
-        .annotate(total=Sum("image_version__disk_mb"))
-    )
+    committed = Desktop.objects.committed_mb_by_datastore(ids)
     # Desktops not yet cloned do not show in the hypervisor's free space: reserve for them.
     pending = dict(
         Desktop.objects.filter(datastore_id__in=ids, delta_mb=0)
@@ -73,7 +69,7 @@ def datastore_rooms(
             - pending.get(ds.pk, 0) * capacity.NEW_CLONE_DELTA_MB
             - (creating.get(ds.pk) or 0),
             overcommit=overcommit,
-            committed_mb=committed.get(ds.pk) or 0,
+            committed_mb=committed.get(ds.pk, 0),
             has_replica=ds.pk in replicas,
         )
         for ds in datastores

@@ -1,6 +1,14 @@
 from django import template
 
+from pools.models import WARN_PERCENT
+
 register = template.Library()
+
+
+@register.simple_tag
+def warn_percent() -> str:
+    """The use from which a datastore is flagged, as the pages say it: "95"."""
+    return f"{WARN_PERCENT:.0f}"
 
 
 @register.filter

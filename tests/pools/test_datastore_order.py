@@ -11,15 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from pools.datastore_order import DatastoreOrderedIds
-from pools.models import (
-    BaseImage,
-    Datastore,
-    Desktop,
-    HypervisorEndpoint,
-    ImageVersion,
-    Pool,
-)
+from pools.models import Desktop
 from pools.states import DesktopState as S
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -33,19 +27,14 @@ LAYOUTS = {
 
 def build(sizes: list[int], seed: int):
     rng = random.Random(seed)
-    endpoints = [HypervisorEndpoint.objects.create(name=f"vc-{i}") for i in (1, 2)]
-    image = BaseImage.objects.create(endpoint=endpoints[0], name="img", parent_vm="gold")
-    version = ImageVersion.objects.create(image=image, snapshot="v1", disk_mb=1, used_mb=1)
-    pool = Pool.objects.create(
-        name="P", endpoint=endpoints[0], naming_pattern="P-{n}", size=1, image_version=version
-    )
+    endpoints = [factories.endpoint(f"vc-{i}") for i in (1, 2)]
+    version = factories.version(factories.image(endpoints[0], "img"), disk_mb=1, used_mb=1)
+    pool = factories.pool("P", version, naming_pattern="P-{n}")
     # Names chosen so that id order and name order differ, and two share a name.
     names = [f"ds-{rng.choice('zyxabc')}{rng.randrange(100):02d}-{i}" for i in range(len(sizes))]
     names[-1] = names[0]  # on the other hypervisor
     datastores = [
-        Datastore.objects.create(
-            endpoint=endpoints[1 if i == len(sizes) - 1 else 0], name=n, capacity_mb=1, free_mb=1
-        )
+        factories.datastore(endpoints[1 if i == len(sizes) - 1 else 0], n, capacity_mb=1)
         for i, n in enumerate(names)
     ]
     desktops = []

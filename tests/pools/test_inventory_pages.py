@@ -4,45 +4,28 @@ datastores page (use, over-commit, pools)."""
 import pytest
 from django.urls import reverse
 
-from pools.models import (
-    BaseImage,
-    Datastore,
-    Desktop,
-    HypervisorEndpoint,
-    ImageVersion,
-    Pool,
-    PoolDatastore,
-    Replica,
-)
+from pools.models import PoolDatastore, Replica
+from tests import factories
+from tests.factories import GIB
 
 pytestmark = pytest.mark.django_db
-
-GIB = 1024
 
 
 @pytest.fixture
 def inventory(users):
-    endpoint = HypervisorEndpoint.objects.create(name="inv")
+    endpoint = factories.endpoint("inv")
     ds = {
-        name: Datastore.objects.create(
-            endpoint=endpoint, name=name, capacity_mb=100 * GIB, free_mb=free * GIB
-        )
+        name: factories.datastore(endpoint, name, 100 * GIB, free_mb=free * GIB)
         for name, free in (("ds-a", 60), ("ds-b", 4), ("ds-c", 90))
     }
-    win11 = BaseImage.objects.create(endpoint=endpoint, name="Win11", parent_vm="gold11")
-    win10 = BaseImage.objects.create(endpoint=endpoint, name="Win10", parent_vm="gold10")
-    v1 = ImageVersion.objects.create(image=win11, snapshot="v1", disk_mb=20 * GIB, used_mb=GIB)
-    v2 = ImageVersion.objects.create(image=win11, snapshot="v2", disk_mb=20 * GIB, used_mb=GIB)
-    old = ImageVersion.objects.create(image=win10, snapshot="22H2", disk_mb=30 * GIB, used_mb=GIB)
+    win11 = factories.image(endpoint, "Win11", "gold11")
+    win10 = factories.image(endpoint, "Win10", "gold10")
+    v1 = factories.version(win11, "v1", disk_mb=20 * GIB, used_mb=GIB)
+    v2 = factories.version(win11, "v2", disk_mb=20 * GIB, used_mb=GIB)
+    old = factories.version(win10, "22H2", disk_mb=30 * GIB, used_mb=GIB)
 
     def replica(version, datastore, status="ready"):
-        return Replica.objects.create(
-            image_version=version,
-            datastore=ds[datastore],
-            name=f"replica-{version.snapshot}-{datastore}",
-            status=status,
-            size_mb=GIB,
-        )
+        return factories.replica(version, ds[datastore], status, size_mb=GIB)
 
     r = {
         "v1-a": replica(v1, "ds-a"),
@@ -52,27 +35,14 @@ def inventory(users):
         "old-c": replica(old, "ds-c"),  # unused: safe to delete
         "v2-b": replica(v2, "ds-b", status="creating"),  # unused, but being cloned
     }
-    sales = Pool.objects.create(
-        name="Sales", endpoint=endpoint, naming_pattern="S-{n}", size=5, image_version=v1
+    sales = factories.pool(
+        "Sales", v1, [ds["ds-a"], (ds["ds-b"], {"overcommit": 7, "selected": False})], size=5
     )
-    eng = Pool.objects.create(
-        name="Eng", endpoint=endpoint, naming_pattern="E-{n}", size=2, image_version=v2
-    )
-    PoolDatastore.objects.create(pool=sales, datastore=ds["ds-a"], overcommit=4)
-    PoolDatastore.objects.create(pool=sales, datastore=ds["ds-b"], overcommit=7, selected=False)
-    PoolDatastore.objects.create(pool=eng, datastore=ds["ds-a"], overcommit=1)
+    eng = factories.pool("Eng", v2, [ds["ds-a"]], overcommit=1, size=2)
 
     def desktops(pool, prefix, datastore, version, replica_row, n):
-        Desktop.objects.bulk_create(
-            Desktop(
-                pool=pool,
-                name=f"{prefix}{i}",
-                datastore=ds[datastore],
-                image_version=version,
-                replica=replica_row,
-            )
-            for i in range(n)
-        )
+        names = [f"{prefix}{i}" for i in range(n)]
+        factories.desktops(pool, names, ds[datastore], image_version=version, replica=replica_row)
 
     desktops(sales, "SA", "ds-a", v1, r["v1-a"], 3)
     desktops(sales, "SB", "ds-b", v1, r["v1-b"], 2)

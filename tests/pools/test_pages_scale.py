@@ -12,82 +12,46 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from composer.models import DesktopTask, Operation
-from pools.models import (
-    BaseImage,
-    Datastore,
-    Desktop,
-    HypervisorEndpoint,
-    ImageVersion,
-    Pool,
-    PoolDatastore,
-    Replica,
-)
+from composer.models import DesktopTask
+from pools.models import Desktop
 from pools.states import DesktopState as S
-
-GIB = 1024
+from tests import factories
+from tests.factories import GIB
 
 
 def inventory(admin):
     """Three pools on three datastores, two image versions with replicas, a running and a
     scheduled operation and a failed one: everything the pages show, with no desktops yet."""
-    endpoint = HypervisorEndpoint.objects.create(name="scale")
+    endpoint = factories.endpoint("scale")
     datastores = [
-        Datastore.objects.create(
-            endpoint=endpoint, name=f"ds-{i}", capacity_mb=8192 * GIB, free_mb=2048 * GIB * i
-        )
+        factories.datastore(endpoint, f"ds-{i}", 8192 * GIB, free_mb=2048 * GIB * i)
         for i in (1, 2, 3)
     ]
-    image = BaseImage.objects.create(endpoint=endpoint, name="Win11", parent_vm="gold")
-    versions = [
-        ImageVersion.objects.create(image=image, snapshot=s, disk_mb=40 * GIB, used_mb=20 * GIB)
-        for s in ("v1", "v2")
-    ]
+    image = factories.image(endpoint)
+    versions = [factories.version(image, s) for s in ("v1", "v2")]
     replicas = {
-        (v.pk, ds.pk): Replica.objects.create(
-            image_version=v, datastore=ds, name=f"r-{v.pk}-{ds.pk}", status="ready"
-        )
+        (v.pk, ds.pk): factories.replica(v, ds, name=f"r-{v.pk}-{ds.pk}")
         for v in versions
         for ds in datastores
     }
-    pools = []
-    for name in ("AAA", "BBB", "CCC"):
-        pool = Pool.objects.create(
-            name=name,
-            endpoint=endpoint,
-            naming_pattern=f"{name}-{{n}}",
-            size=1,
-            image_version=versions[1],
+    pools = [
+        factories.pool(
+            name,
+            versions[1],
+            [(ds, {"selected": ds != datastores[2]}) for ds in datastores],
         )
-        PoolDatastore.objects.bulk_create(
-            PoolDatastore(pool=pool, datastore=ds, selected=ds != datastores[2])
-            for ds in datastores
-        )
-        pools.append(pool)
+        for name in ("AAA", "BBB", "CCC")
+    ]
     now = timezone.now()
-    running = Operation.objects.create(
-        kind="refresh",
-        pool=pools[0],
-        pool_name="AAA",
-        status="running",
-        requested_by=admin,
-        started_at=now,
-        prepared_at=now,
+    running = factories.operation(pools[0], admin, started_at=now, prepared_at=now)
+    scheduled = factories.operation(
+        pools[1], admin, status="scheduled", scheduled_for=now + timedelta(hours=2)
     )
-    scheduled = Operation.objects.create(
-        kind="refresh",
-        pool=pools[1],
-        pool_name="BBB",
-        status="scheduled",
-        requested_by=admin,
-        scheduled_for=now + timedelta(hours=2),
-    )
-    Operation.objects.create(
+    factories.operation(
+        pools[2],
+        admin,
         kind="power",
-        pool=pools[2],
-        pool_name="CCC",
         status="partially_failed",
-        requested_by=admin,
         finished_at=now - timedelta(hours=1),
     )
     return {

@@ -8,41 +8,24 @@ from django.urls import reverse
 from django.utils import timezone
 
 from composer.models import Operation
-from pools.models import (
-    BaseImage,
-    Datastore,
-    Desktop,
-    HypervisorEndpoint,
-    ImageVersion,
-    Pool,
-    PoolDatastore,
-)
+from pools.models import Desktop, PoolDatastore
 from pools.states import DesktopState as S
+from tests import factories
+from tests.factories import GIB
 
 pytestmark = pytest.mark.django_db
-
-GIB = 1024
 
 
 @pytest.fixture
 def pool(users):
     """150 desktops over two datastores (named against their ids' order) and two versions."""
-    endpoint = HypervisorEndpoint.objects.create(name="page")
-    zulu = Datastore.objects.create(endpoint=endpoint, name="zulu", capacity_mb=GIB, free_mb=GIB)
-    alpha = Datastore.objects.create(endpoint=endpoint, name="alpha", capacity_mb=GIB, free_mb=GIB)
-    image = BaseImage.objects.create(endpoint=endpoint, name="Win11", parent_vm="gold")
-    v1, v2 = (
-        ImageVersion.objects.create(image=image, snapshot=s, disk_mb=GIB, used_mb=GIB)
-        for s in ("v1", "v2")
-    )
-    pool = Pool.objects.create(
-        name="Big", endpoint=endpoint, naming_pattern="B-{n:fixed=3}", size=150, image_version=v2
-    )
-    other = Pool.objects.create(
-        name="Other", endpoint=endpoint, naming_pattern="O-{n}", size=1, image_version=v2
-    )
-    for ds in (zulu, alpha):
-        PoolDatastore.objects.create(pool=pool, datastore=ds)
+    endpoint = factories.endpoint("page")
+    zulu = factories.datastore(endpoint, "zulu", GIB)
+    alpha = factories.datastore(endpoint, "alpha", GIB)
+    image = factories.image(endpoint)
+    v1, v2 = (factories.version(image, s, disk_mb=GIB, used_mb=GIB) for s in ("v1", "v2"))
+    pool = factories.pool("Big", v2, [zulu, alpha], size=150, naming_pattern="B-{n:fixed=3}")
+    other = factories.pool("Other", v2, naming_pattern="O-{n}")
     now = timezone.now()
     Desktop.objects.bulk_create(
         Desktop(
@@ -58,9 +41,7 @@ def pool(users):
         )
         for i in range(1, 151)
     )
-    Desktop.objects.create(
-        pool=other, name="O-1", datastore=alpha, image_version=v2, assigned_user="user001"
-    )
+    factories.desktop(other, "O-1", alpha, assigned_user="user001")
     return {"pool": pool, "zulu": zulu, "alpha": alpha, "v1": v1, "v2": v2, "now": now}
 
 
@@ -242,9 +223,7 @@ def test_all_matching_the_filter_reaches_past_the_page_and_the_pager_is_above_to
 
 def test_a_deselected_datastore_says_vacated_once_empty(admin, pool):
     p, zulu = pool["pool"], pool["zulu"]
-    empty = Datastore.objects.create(
-        endpoint=p.endpoint, name="emptied", capacity_mb=GIB, free_mb=GIB
-    )
+    empty = factories.datastore(p.endpoint, "emptied", GIB)
     PoolDatastore.objects.create(pool=p, datastore=empty, selected=False)
     PoolDatastore.objects.filter(pool=p, datastore=zulu).update(selected=False)
     html = admin.get(reverse("pools:detail", args=[p.pk])).content.decode()

@@ -10,56 +10,33 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from composer.models import DesktopTask, Operation
-from pools.models import (
-    BaseImage,
-    Datastore,
-    Desktop,
-    HypervisorEndpoint,
-    ImageVersion,
-    Pool,
-    PoolDatastore,
-)
+from pools.models import Datastore, Desktop, PoolDatastore
 from pools.states import DesktopState as S
 from pools.usage import pool_summaries
+from tests import factories
+from tests.factories import GIB
 
 pytestmark = pytest.mark.django_db
-
-GIB = 1024
 
 
 @pytest.fixture
 def world(users, redis_conn):
     """Two pools: Calm has only ready desktops; Trouble has one of each problem."""
-    endpoint = HypervisorEndpoint.objects.create(name="dash")
-    roomy = Datastore.objects.create(
-        endpoint=endpoint, name="ds-roomy", capacity_mb=1000 * GIB, free_mb=800 * GIB
-    )
-    full = Datastore.objects.create(
-        endpoint=endpoint, name="ds-full", capacity_mb=100 * GIB, free_mb=3 * GIB
-    )
-    image = BaseImage.objects.create(endpoint=endpoint, name="Win11", parent_vm="gold")
-    version = ImageVersion.objects.create(
-        image=image, snapshot="v1", disk_mb=10 * GIB, used_mb=5 * GIB
-    )
-    pools = {}
-    for name, datastore in (("Calm", roomy), ("Trouble", full)):
-        pools[name] = Pool.objects.create(
-            name=name,
-            endpoint=endpoint,
-            naming_pattern=f"{name[:3].upper()}-{{n}}",
-            size=4,
-            image_version=version,
-        )
-        PoolDatastore.objects.create(pool=pools[name], datastore=datastore, overcommit=4)
+    endpoint = factories.endpoint("dash")
+    roomy = factories.datastore(endpoint, "ds-roomy", 1000 * GIB, free_mb=800 * GIB)
+    full = factories.datastore(endpoint, "ds-full", 100 * GIB, free_mb=3 * GIB)
+    version = factories.version(factories.image(endpoint), disk_mb=10 * GIB, used_mb=5 * GIB)
+    pools = {
+        "Calm": factories.pool("Calm", version, [roomy], size=4),
+        "Trouble": factories.pool("Trouble", version, [full], size=4),
+    }
     now = timezone.now()
 
     def desktop(pool, name, datastore, state=S.AVAILABLE, minutes=0, **extra):
-        return Desktop.objects.create(
-            pool=pools[pool],
-            name=name,
-            datastore=datastore,
-            image_version=version,
+        return factories.desktop(
+            pools[pool],
+            name,
+            datastore,
             state=state,
             state_changed_at=now - timedelta(minutes=minutes),
             **extra,
@@ -73,25 +50,20 @@ def world(users, redis_conn):
     desktop("Trouble", "TRO-4", full, S.CUSTOMIZING, 40)  # stuck: no operation holds it
     held = desktop("Trouble", "TRO-5", full, S.CUSTOMIZING, 40)  # busy, but held: not stuck
     desktop("Trouble", "TRO-6", full, S.MAINTENANCE, 10)  # busy a short while: fine
-    operation = Operation.objects.create(
+    operation = factories.operation(
+        pools["Trouble"],
+        users["admin"],
         kind="provision",
-        pool=pools["Trouble"],
-        pool_name="Trouble",
-        status="running",
-        requested_by=users["admin"],
         started_at=now - timedelta(minutes=50),
         prepared_at=now - timedelta(minutes=50),
     )
-    DesktopTask.objects.create(
-        operation=operation, desktop=held, desktop_name=held.name, status="running"
-    )
+    factories.task(operation, held, "running")
     for i, desk in enumerate(Desktop.objects.filter(pool=pools["Calm"])):
         start = now - timedelta(minutes=30)
-        DesktopTask.objects.create(
-            operation=operation,
-            desktop=desk,
-            desktop_name=desk.name,
-            status="succeeded",
+        factories.task(
+            operation,
+            desk,
+            "succeeded",
             started_at=start,
             finished_at=start + timedelta(minutes=10 + i),
         )
@@ -188,21 +160,15 @@ def test_running_operation_shows_progress_and_estimated_finish(client, users, wo
 def test_scheduled_operations_and_recent_failures(client, users, world):
     now = world["now"]
     calm = world["pools"]["Calm"]
-    scheduled = Operation.objects.create(
-        kind="refresh",
-        pool=calm,
-        pool_name="Calm",
-        status="scheduled",
-        requested_by=users["admin"],
-        scheduled_for=now + timedelta(hours=3),
+    scheduled = factories.operation(
+        calm, users["admin"], status="scheduled", scheduled_for=now + timedelta(hours=3)
     )
     for status, hours in (("failed", 2), ("partially_failed", 5), ("failed", 30)):
-        Operation.objects.create(
+        factories.operation(
+            calm,
+            users["admin"],
             kind="recompose",
-            pool=calm,
-            pool_name="Calm",
             status=status,
-            requested_by=users["admin"],
             finished_at=now - timedelta(hours=hours),
         )
     client.force_login(users["auditor"])

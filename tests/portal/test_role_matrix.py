@@ -1,9 +1,13 @@
 """Every endpoint x every role, GET and POST, enforced on the server.
 
-Allowed: the page answers (not 403). Forbidden: 403 for a signed-in user (a redirect to the
-login page for anonymous), nothing written but a "denied" audit event, nothing enqueued.
+Allowed: the page answers (not 403), and a GET shows that page (its heading) with what that
+role may do on it and nothing it may not (PAGES). Forbidden: 403 for a signed-in user (a
+redirect to the login page for anonymous), nothing written but a "denied" audit event,
+nothing enqueued.
 A new URL without a row here fails test_every_endpoint_is_in_the_matrix.
 """
+
+import re
 
 import pytest
 from django.urls import get_resolver, reverse
@@ -67,6 +71,35 @@ MATRIX = {
 }
 # Not the portal's own pages: sign-in and out, Django's admin and django-rq's (staff only).
 OUTSIDE = {"login", "logout"}
+
+# What a role allowed to GET a page finds there: the page's heading (an <h1>, or an <h2> for
+# a live part; the first line for a CSV), then markup that only the listed roles get (their
+# actions), which the other allowed roles must not get. A page sent elsewhere: "-> url name".
+PAGES = {
+    "dashboard": ("Dashboard", {}),
+    "dashboard helpdesk": ("-> helpdesk", {}),  # the helpdesk's home is its search
+    "preferences": ("Preferences", {}),
+    "helpdesk": ("Helpdesk", {}),
+    "helpdesk_confirm": ("Refresh MX-1?", {}),
+    "audit": ("Audit log", {}),
+    "audit_export": ("when,who,role,action,", {}),
+    "pools:list": ("Pools", {}),
+    "pools:create": ("New pool", {}),
+    "pools:detail": ("Pool Matrix", {">Rebalance</button>": {ADMIN}}),
+    "pools:live": ("Recent operations", {}),
+    "pools:operate": ("Rebalance pool Matrix", {}),
+    "pools:operate single refresh": ("Refresh desktop MX-1", {}),
+    "pools:operate pool refresh": ("Refresh pool Matrix", {}),
+    "pools:pool_datastores": ("Datastores of", {}),
+    "pools:desktop": ("Desktop MX-1", {">Audit events</h2>": READERS}),
+    "pools:datastores": ("Datastores", {}),
+    "pools:images": ("Images", {">Register</button>": {ADMIN}}),
+    "pools:hypervisors": ("Hypervisors", {">Test connection</button>": {ADMIN}}),
+    "composer:operations": ("Operations", {}),
+    "composer:operation": ("Provision", {'/cancel/">Cancel': {ADMIN}}),
+    "composer:plan": ("Plan: Rebalance", {">Approve and run</button>": {ADMIN}}),
+    "composer:cancel": ("Cancel Provision Matrix #", {}),
+}
 
 
 @pytest.fixture
@@ -145,6 +178,32 @@ def test_every_endpoint_is_in_the_matrix():
     assert names - covered == set(), "add these endpoints to the role matrix"
 
 
+def test_every_page_says_what_its_allowed_roles_find_on_it():
+    pages = {name for name, (_, get_roles, _) in MATRIX.items() if get_roles}
+    assert pages - set(PAGES) == set(), "say in PAGES what these pages show"
+
+
+def assert_shows_the_page(name, role, response):
+    heading, only = PAGES.get(f"{name} {role}") or PAGES[name]
+    if heading.startswith("-> "):
+        assert response.status_code == 302, (name, role)
+        assert response["Location"] == reverse(heading[3:]), (name, role)
+        return
+    assert response.status_code == 200, (name, role, response.status_code)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    page = body.decode()
+    if response["Content-Type"].startswith("text/csv"):
+        assert page.startswith(heading), (name, role)
+        return
+    headings = [
+        re.sub(r"<[^>]+>", "", h).strip()
+        for h in re.findall(r"<h[12][^>]*>(.*?)</h[12]>", page, re.S)
+    ]
+    assert any(h.startswith(heading) for h in headings), (name, role, headings)
+    for markup, roles in only.items():
+        assert (markup in page) == (role in roles), (name, role, markup)
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("name", list(MATRIX))
@@ -176,6 +235,8 @@ def test_role_matrix(client, users, world, name, method, role):
     elif role in allowed:
         assert response.status_code != 403, (name, method, role)
         assert response.status_code < 500
+        if method == "GET":
+            assert_shows_the_page(name, role, response)
     else:
         assert response.status_code == 403, (name, method, role, response.status_code)
         assert snapshot() == before

@@ -2,7 +2,7 @@
 
 import pytest
 
-from composer import services
+from tests import factories
 
 
 @pytest.fixture
@@ -11,17 +11,6 @@ def make_pool(users, lab):
     ds-b (its provisioning queued, not run)."""
 
     def make(name: str, pattern: str, size: int):
-        services.create_pool(
-            users["admin"],
-            services.PoolSpec(
-                name=name,
-                naming_pattern=pattern,
-                size=size,
-                datastores=[lab.ds["ds-a"], lab.ds["ds-b"]],
-                image_version=lab.v1,
-                overcommit=4,
-            ),
-        )
-        return lab.endpoint.pools.get(name=name)
+        return factories.requested_pool(users["admin"], lab, name, pattern, size)
 
     return make

@@ -22,6 +22,7 @@ from composer import reconciler, services
 from composer.models import Operation
 from pools.models import Desktop, PersistentDisk, PoolDatastore
 from pools.states import BUSY, DesktopState
+from tests import factories
 from tests.worker_processes import errors, start_worker, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,19 +34,9 @@ SIZE = 6
 
 
 def make_pool(users, lab):
-    services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Killed",
-            naming_pattern="KW-{n}",
-            size=SIZE,
-            datastores=[lab.ds["ds-a"], lab.ds["ds-b"]],
-            image_version=lab.v1,
-            overcommit=4,
-            persistent_disk_mb=GIB,
-        ),
+    return factories.requested_pool(
+        users["admin"], lab, "Killed", "KW-{n}", SIZE, persistent_disk_mb=GIB
     )
-    return lab.endpoint.pools.get(name="Killed")
 
 
 def start(kind, users, lab, pool, rng) -> tuple[Operation, set[str]]:
