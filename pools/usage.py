@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from django.db.models import Count, Q
-from django.utils import timezone
+from django.db.models import Count
 
-from composer.models import DesktopTask
 from pools.models import (
     WARN_PERCENT,
     Datastore,
@@ -24,14 +21,9 @@ from pools.models import (
     PoolDatastore,
     Replica,
 )
-from pools.states import BUSY, READY, DesktopState
+from pools.states import DesktopState
 
 S = DesktopState
-
-# A desktop busy this long with no live operation task holding it is stuck...
-STUCK_BUSY_AFTER = timedelta(minutes=30)
-# ...and one in Maintenance this long is stuck even if an operation still claims it.
-STUCK_MAINTENANCE_AFTER = timedelta(hours=1)
 
 # The order states are drawn in a bar, and the group each belongs to.
 STATE_ORDER = [
@@ -51,21 +43,6 @@ def legend() -> list[tuple[str, str]]:
     return [(state, S(state).label) for state in STATE_ORDER]
 
 
-def stuck_q(now=None) -> Q:
-    """Busy for more than 30 minutes with no live operation task, or in Maintenance for more
-    than an hour whatever holds it.
-
-    Written as one range on (state, state_changed_at) (an hour in Maintenance is also more
-    than 30 minutes busy), so the desktop_state_changed index finds the few candidates and
-    only they are checked against the live tasks.
-    """
-    now = now or timezone.now()
-    return Q(state__in=BUSY, state_changed_at__lt=now - STUCK_BUSY_AFTER) & (
-        ~Q(pk__in=DesktopTask.objects.held().values("desktop_id"))
-        | Q(state=S.MAINTENANCE, state_changed_at__lt=now - STUCK_MAINTENANCE_AFTER)
-    )
-
-
 # -- desktops by state ------------------------------------------------------------------------
 
 
@@ -76,35 +53,6 @@ class Segment:
     count: int
     x: float  # percent from the left of the bar
     width: float  # percent of the bar
-
-
-@dataclass
-class PoolSummary:
-    pool: Pool
-    counts: dict[str, int]
-    missing: int = 0
-    stuck: int = 0
-    segments: list[Segment] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def ready(self) -> int:
-        return sum(self.counts.get(s, 0) for s in READY)
-
-    @property
-    def busy(self) -> int:
-        return sum(self.counts.get(s, 0) for s in BUSY)
-
-    @property
-    def error(self) -> int:
-        return self.counts.get(S.ERROR, 0)
-
-    @property
-    def problems(self) -> int:
-        return self.error + self.missing + self.stuck
 
 
 def segments(counts: dict[str, int]) -> list[Segment]:
@@ -120,30 +68,6 @@ def segments(counts: dict[str, int]) -> list[Segment]:
         shown.append(Segment(state, S(state).label, n, round(x, 3), round(width, 3)))
         x += width
     return shown
-
-
-def pool_summaries(now=None) -> list[PoolSummary]:
-    """Every pool with its desktops by state, missing and stuck: problems first.
-
-    Four queries: the pools; one GROUP BY (pool, state) that the desktop_pool_state_name
-    index answers alone; the missing ones by the partial desktop_missing index; the stuck
-    ones by desktop_state_changed.
-    """
-    by_pool = {p.pk: PoolSummary(p, {}) for p in Pool.objects.order_by("name")}
-    counted = Desktop.objects.values_list("pool_id").annotate(n=Count("*")).order_by()
-    for pool_id, state, n in (
-        Desktop.objects.values_list("pool_id", "state").annotate(n=Count("*")).order_by()
-    ):
-        by_pool[pool_id].counts[state] = n
-    for pool_id, n in counted.filter(missing=True):
-        by_pool[pool_id].missing = n
-    for pool_id, n in counted.filter(stuck_q(now)):
-        by_pool[pool_id].stuck = n
-    summaries = list(by_pool.values())
-    for summary in summaries:
-        summary.segments = segments(summary.counts)
-    summaries.sort(key=lambda s: (-s.problems, s.pool.name))
-    return summaries
 
 
 # -- datastores -------------------------------------------------------------------------------

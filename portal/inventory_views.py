@@ -17,12 +17,12 @@ from composer.drivers.base import DriverError
 from composer.models import DesktopTask
 from composer.services import create_pool, set_pool_datastores
 from composer.services.authorization import MAINTENANCE, allowed
-from pools import desktop_filters, usage
+from pools import usage
 from pools.datastore_order import DatastoreOrderedIds
-from pools.desktop_filters import FLAGS, SORT_LABELS
 from pools.models import BaseImage, Datastore, Desktop, ImageVersion, Pool
 from pools.states import DesktopState
-from portal import live, pool_live_part
+from portal import desktop_filters, live, pool_live_part
+from portal.desktop_filters import FLAGS, SORT_LABELS
 from portal.operation_forms import NAMES_SHOWN, OperationForm, resolve_desktops
 from portal.permissions import deny, require
 from portal.pool_forms import PoolDatastoresForm, PoolForm

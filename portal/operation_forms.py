@@ -11,8 +11,8 @@ from django.utils import timezone
 from composer import kinds
 from composer.models import Operation
 from composer.services import Options
-from pools import desktop_filters
 from pools.models import MAX_ID, Desktop, Pool
+from portal import desktop_filters
 
 # How many selected desktop names a page lists before summarising the rest.
 NAMES_SHOWN = 50

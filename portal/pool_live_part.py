@@ -26,9 +26,9 @@ from django.utils import timezone
 
 from composer import progress
 from composer.models import DesktopTask, Operation
-from pools.desktop_filters import int_param
 from pools.models import Desktop, Pool
 from portal import live
+from portal.desktop_filters import int_param
 
 # A poll sends again what changed this long before the last poll: a write that took its
 # updated_at before the last poll but committed just after it is not missed. A slower one

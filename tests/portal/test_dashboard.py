@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from pools.models import Datastore, Desktop, PoolDatastore
 from pools.states import DesktopState as S
-from pools.usage import pool_summaries
+from portal.dashboard import pool_summaries
 from tests import factories
 from tests.factories import GIB
 

@@ -84,10 +84,9 @@ from hypothesis.errors import NoSuchExample
 from composer import kinds, services
 from composer.models import Operation
 from composer.queue import queue
-from pools import desktop_filters
 from pools.models import BaseImage, Desktop, HypervisorEndpoint, Pool
 from pools.states import DesktopState
-from portal import helpdesk
+from portal import desktop_filters, helpdesk
 from portal.roles import OUR_APPS
 
 pytestmark = pytest.mark.django_db(transaction=True)

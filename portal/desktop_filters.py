@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from pools import usage
+from composer.stuck import stuck_q
 from pools.models import MAX_ID
 from pools.states import DesktopState
 
@@ -73,7 +73,7 @@ def apply(desktops, f: dict):
     elif f["flag"] == "halted":
         desktops = desktops.filter(task_halted=True)
     elif f["flag"] == "stuck":
-        desktops = desktops.filter(usage.stuck_q())
+        desktops = desktops.filter(stuck_q())
     if f["q"]:
         q = f["q"]
         desktops = desktops.filter(
