@@ -21,6 +21,7 @@ ACTION_NAMES = {
     "create_pool": "Create a pool",
     "pool_datastores": "Change a pool's datastores",
     "pool_deleted": "Pool deleted",
+    "desktop_interrupted": "Desktop put in Error (its operation was lost)",
     "register_image_version": "Register an image version",
     "test_connection": "Test a hypervisor connection",
     "sync_inventory": "Sync a hypervisor's inventory",
@@ -67,6 +68,7 @@ DETAIL_LABELS = {
     "filters": "Filters",
     "up_to_event": "Up to event",
     "whole_pool": "Whole pool",
+    "state": "State before",
 }
 
 

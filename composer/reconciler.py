@@ -22,11 +22,13 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from audit.log import Outcome, record
 from composer import dispatch, drivers, endpoint_checks, inventory, lifecycle
 from composer.drivers.base import DriverError
 from composer.liveness import job_alive, task_alive
 from composer.models import DesktopTask, Operation
 from composer.queue import RUN_OPERATION, queue
+from composer.services.authorization import system_actor
 from pools.models import Desktop, HypervisorEndpoint
 from pools.states import BUSY, DesktopState, transition
 
@@ -103,8 +105,11 @@ def reconcile() -> dict:
 
 
 def end_orphaned_desktops() -> int:
+    """Busy desktops that no live operation holds go to Error with the reason, recorded in
+    the audit log as the system actor's doing (nobody asked for it)."""
     held = DesktopTask.objects.held().values("desktop_id")
     ended = 0
+    system = None
     for desktop in Desktop.objects.filter(state__in=BUSY).exclude(pk__in=held):
         with transaction.atomic():
             desktop = Desktop.objects.select_for_update().get(pk=desktop.pk)
@@ -117,10 +122,18 @@ def end_orphaned_desktops() -> int:
                 if last
                 else "no operation holds it"
             )
-            transition(
-                desktop,
-                DesktopState.ERROR,
-                reason=f"Interrupted: {where}. Refresh, recompose or delete it to recover.",
+            reason = f"Interrupted: {where}. Refresh, recompose or delete it to recover."
+            was = desktop.get_state_display()
+            transition(desktop, DesktopState.ERROR, reason=reason)
+            system = system or system_actor()
+            record(
+                actor=system,
+                action="desktop_interrupted",
+                outcome=Outcome.SUCCEEDED,
+                target=desktop,
+                operation=last.operation if last else None,
+                parameters={"state": was},
+                message=reason,
             )
             ended += 1
     return ended

@@ -434,6 +434,11 @@ def test_reconciler_ends_a_desktop_stuck_in_maintenance_and_flags_missing_vms(us
     assert report["desktops_ended"] == 1
     stuck.refresh_from_db()
     assert stuck.state == DesktopState.ERROR and "Interrupted" in stuck.reason
+    # Nobody asked for it: the audit log says the portal did it, and why.
+    (event,) = AuditEvent.objects.filter(action="desktop_interrupted")
+    assert (event.actor_name, event.role) == ("(system)", "system")
+    assert (event.target_name, event.message) == ("OPS-01", stuck.reason)
+    assert event.parameters == {"state": "Maintenance"}
     assert Desktop.objects.get(name="OPS-02").missing
     assert not Desktop.objects.get(name="OPS-03").missing
 
