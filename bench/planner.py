@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from composer.planner import PlanDatastore, PlanDesktop, plan  # noqa: E402
+from composer.rebalance_planner import PlanDatastore, PlanDesktop, plan  # noqa: E402
 
 GIB = 1024
 DATASTORES = 64

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Sum
 
-from composer import inventory, planner
+from composer import inventory, rebalance_planner
 from composer.models import DesktopTask, Operation
 from pools.models import Datastore, Desktop, ImageVersion, PersistentDisk, Pool, Replica
 from pools.states import DesktopState
@@ -65,7 +65,7 @@ def _disk_sizes(desktops) -> dict[int, int]:
     )
 
 
-def _usage_json(usage: planner.DatastoreUsage) -> dict:
+def _usage_json(usage: rebalance_planner.DatastoreUsage) -> dict:
     return {
         "capacity_mb": usage.capacity_mb,
         "overcommit_limit_mb": usage.overcommit_limit_mb,
@@ -113,7 +113,7 @@ def plan_rebalance(pool: Pool, chosen: list[Desktop], busy: dict[int, int]) -> F
         if reason and d.pk in chosen_ids:
             not_moved[d.name] = reason
         plan_desktops.append(
-            planner.PlanDesktop(
+            rebalance_planner.PlanDesktop(
                 name=d.name,
                 datastore=datastores[d.datastore_id].name,
                 image_version=str(d.image_version_id),
@@ -123,7 +123,7 @@ def plan_rebalance(pool: Pool, chosen: list[Desktop], busy: dict[int, int]) -> F
             )
         )
     plan_datastores = [
-        planner.PlanDatastore(
+        rebalance_planner.PlanDatastore(
             name=ds.name,
             capacity_mb=ds.capacity_mb,
             free_mb=ds.free_mb,
@@ -136,7 +136,7 @@ def plan_rebalance(pool: Pool, chosen: list[Desktop], busy: dict[int, int]) -> F
         for ds in datastores.values()
     ]
     versions = {str(d.image_version_id): d.image_version for d in all_desktops}
-    result = planner.plan(
+    result = rebalance_planner.plan(
         plan_datastores, plan_desktops, {k: v.used_mb for k, v in versions.items()}
     )
 

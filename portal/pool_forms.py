@@ -4,7 +4,7 @@ from django import forms
 
 from composer import naming
 from composer.capacity import DoesNotFit
-from composer.services import PoolSpec, plan_placement
+from composer.services import PoolSpec, place_new_desktops
 from pools import usage
 from pools.models import MAX_ID, Datastore, ImageVersion, Overcommit, Pool
 
@@ -107,7 +107,7 @@ class PoolForm(forms.Form):
             return data
         self.spec = self.to_spec()
         try:
-            placement = plan_placement(self.spec)
+            placement = place_new_desktops(self.spec)
         except DoesNotFit as exc:
             self.add_error("datastores", str(exc))
         except naming.NamingError as exc:

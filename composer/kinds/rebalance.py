@@ -1,5 +1,5 @@
 """Rebalance: move linked clones across the pool's selected datastores by free space,
-under each one's over-commit limit; planned and approved first (composer/planner.py)."""
+under each one's over-commit limit; planned and approved first (composer/rebalance_planner.py)."""
 
 from __future__ import annotations
 

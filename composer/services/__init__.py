@@ -17,7 +17,7 @@ from composer.services.pools import (
     PoolSpec,
     create_pool,
     datastore_rooms,
-    plan_placement,
+    place_new_desktops,
     set_pool_datastores,
 )
 from composer.services.requests import (
@@ -47,7 +47,7 @@ __all__ = [
     "lock_scheduled_desktops",
     "pause",
     "plan_operation",
-    "plan_placement",
+    "place_new_desktops",
     "request_operation",
     "required_permission",
     "resume",

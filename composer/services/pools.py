@@ -76,7 +76,9 @@ def datastore_rooms(
     ]
 
 
-def plan_placement(spec: PoolSpec, taken_names: set[str] | None = None) -> list[tuple[str, str]]:
+def place_new_desktops(
+    spec: PoolSpec, taken_names: set[str] | None = None
+) -> list[tuple[str, str]]:
     """(desktop name, datastore name) for each new desktop; raises DoesNotFit or NamingError."""
     version = spec.image_version
     clone = capacity.Clone(
@@ -113,7 +115,7 @@ def create_pool(actor, spec: PoolSpec, request=None) -> Operation:
     with transaction.atomic():
         # Lock the datastores so two pools created at once cannot both take the last room.
         list(Datastore.objects.select_for_update().filter(pk__in=[d.pk for d in spec.datastores]))
-        placement = plan_placement(spec)
+        placement = place_new_desktops(spec)
         by_name = {ds.name: ds for ds in spec.datastores}
         endpoint = spec.image_version.image.endpoint
         pool = Pool.objects.create(

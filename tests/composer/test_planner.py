@@ -1,4 +1,5 @@
-"""The rebalance planner (composer/planner.py; DESIGN.md "Rebalance", "Capacity and over-commit").
+"""The rebalance planner (composer/rebalance_planner.py; DESIGN.md "Rebalance", "Capacity and
+over-commit").
 
 Sizes are MiB; GIB = 1024. The property tests recompute the slots from the definition in the
 planner's docstring (reference_slots below) rather than trusting planner.slots, and check the
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.planner import (
+from composer.rebalance_planner import (
     NO_ROOM,
     NOT_MOVABLE,
     Move,
