@@ -339,7 +339,7 @@ def build_inventory(desktops: int, filler: int) -> World:
     from django.contrib.auth.models import Group, User
     from rq import SimpleWorker
 
-    from composer import drivers, services
+    from composer import endpoint_drivers, services
     from composer.inventory import sync_datastores
     from composer.queue import URGENT, queue
     from pools.models import BaseImage, HypervisorEndpoint, ImageVersion, Pool
@@ -347,7 +347,7 @@ def build_inventory(desktops: int, filler: int) -> World:
     admin = User.objects.create_user("load-admin")
     admin.groups.add(Group.objects.get(name="Administrators"))
     endpoint = HypervisorEndpoint.objects.create(name="load-sim")  # default limits (12)
-    sim = drivers.for_endpoint(endpoint)
+    sim = endpoint_drivers.for_endpoint(endpoint)
     sim.reset()
     sim.add_datastore("load-ds-1", 16 * TIB)
     sim.add_datastore("load-ds-2", 16 * TIB)

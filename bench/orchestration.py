@@ -345,12 +345,12 @@ def fresh_postgres(url: str) -> None:
 def setup():
     from django.contrib.auth.models import Group, User
 
-    from composer import drivers
+    from composer import endpoint_drivers
     from composer.inventory import sync_datastores
     from pools.models import BaseImage, HypervisorEndpoint, ImageVersion
 
     endpoint = HypervisorEndpoint.objects.create(name="bench")  # default limits
-    sim = drivers.for_endpoint(endpoint)
+    sim = endpoint_drivers.for_endpoint(endpoint)
     sim.reset()
     sim.add_datastore("ds-1", 64 * 1024 * 1024)
     sim.add_parent_vm("gold", ["v1"])

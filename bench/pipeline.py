@@ -78,13 +78,13 @@ def setup(n: int, c: int):
     from django.contrib.auth.models import Group, User
     from rq import SimpleWorker
 
-    from composer import drivers, services
+    from composer import endpoint_drivers, services
     from composer.inventory import sync_datastores
     from composer.queue import queue
     from pools.models import BaseImage, HypervisorEndpoint, ImageVersion
 
     endpoint = HypervisorEndpoint.objects.create(name="bench", max_maintenance=c)
-    sim = drivers.for_endpoint(endpoint)
+    sim = endpoint_drivers.for_endpoint(endpoint)
     sim.reset()
     sim.add_datastore("ds-1", 4096 * 1024)
     sim.add_parent_vm("gold", ["v1"])

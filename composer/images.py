@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from audit.log import Outcome, record
-from composer import drivers
+from composer import endpoint_drivers
 from composer.drivers.base import DriverError
 from composer.services.authorization import authorize
 from pools.models import BaseImage, ImageVersion
@@ -39,7 +39,7 @@ def register_version(actor, image: BaseImage, snapshot: str, request=None) -> Im
     ref = None
     if not problem:
         try:
-            ref = drivers.for_endpoint(image.endpoint).describe_image(
+            ref = endpoint_drivers.for_endpoint(image.endpoint).describe_image(
                 image.parent_vm, snapshot, image.parent_ref
             )
         except (DriverError, ValueError) as exc:

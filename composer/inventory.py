@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from composer import drivers
+from composer import endpoint_drivers
 from composer.drivers.base import DriverError
 from pools.models import Datastore, Desktop, HypervisorEndpoint, Replica
 from pools.states import DesktopState, transition
@@ -16,7 +16,7 @@ def sync_datastores(endpoint: HypervisorEndpoint) -> list[Datastore]:
     the ones it no longer reports as gone (never deleted: desktops and history point at
     them)."""
     rows = []
-    for info in drivers.for_endpoint(endpoint).datastores():
+    for info in endpoint_drivers.for_endpoint(endpoint).datastores():
         row, _ = Datastore.objects.update_or_create(
             endpoint=endpoint,
             name=info.name,
@@ -67,7 +67,7 @@ def sync_vms(endpoint: HypervisorEndpoint) -> dict:
     """Flag desktops whose VM vanished as missing (and clear the flag when it is back), list
     the portal's VMs that no desktop or replica owns as orphans, and take sessions from
     hypervisors that report them."""
-    driver = drivers.for_endpoint(endpoint)
+    driver = endpoint_drivers.for_endpoint(endpoint)
     found = driver.inventory().vms
     vms = {vm.name: vm for vm in found}
     desktops = Desktop.objects.filter(pool__endpoint=endpoint).exclude(driver_ref="")

@@ -14,7 +14,15 @@ import redis
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from composer import dispatch, drivers, endpoint_checks, lifecycle, preparation, services, steps
+from composer import (
+    dispatch,
+    endpoint_checks,
+    endpoint_drivers,
+    lifecycle,
+    preparation,
+    services,
+    steps,
+)
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import DesktopTask, Operation
 from composer.queue import URGENT, queue
@@ -26,7 +34,7 @@ Status = Operation.Status
 TaskStatus = DesktopTask.Status
 
 
-@drivers.logs_out
+@endpoint_drivers.logs_out
 def run_operation(operation_id: int) -> str:
     """Start (or, after a crash, resume) an operation: check its plan, prepare replicas,
     then dispatch its desktops to workers."""
@@ -65,7 +73,7 @@ def run_operation(operation_id: int) -> str:
 CARRY_ON_SECONDS = 10.0
 
 
-@drivers.logs_out
+@endpoint_drivers.logs_out
 def run_desktop(task_id: int, attempt: int) -> str:
     """Do one desktop's part of an operation, then hand the freed slot to the next desktop:
     to this same job while it may carry on (see CARRY_ON_SECONDS), else to a new job."""
@@ -242,7 +250,7 @@ def _wait_for_hypervisor(task: DesktopTask, operation: Operation, exc: Unreachab
     schedule_dispatch(operation.pool.endpoint_id, delay)
 
 
-@drivers.logs_out
+@endpoint_drivers.logs_out
 def run_endpoint_check(check_id: int) -> str:
     """A connection test or an inventory sync an administrator asked for."""
     return endpoint_checks.run(check_id)

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log import Outcome, record
-from composer import dispatch, drivers, endpoint_checks, inventory, lifecycle
+from composer import dispatch, endpoint_checks, endpoint_drivers, inventory, lifecycle
 from composer.drivers.base import DriverError
 from composer.liveness import job_alive, task_alive
 from composer.models import DesktopTask, Operation
@@ -41,7 +41,7 @@ TaskStatus = DesktopTask.Status
 SETTLE = timedelta(seconds=30)
 
 
-@drivers.logs_out
+@endpoint_drivers.logs_out
 def reconcile() -> dict:
     now = timezone.now()
     report = {"operations_restarted": 0, "desktops_resumed": 0, "desktops_ended": 0}

@@ -7,7 +7,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from composer import drivers
+from composer import endpoint_drivers
 from composer.drivers.base import DriverError, ImageRef, NotFound, ReplicaInfo
 from pools.models import Datastore, Desktop, ImageVersion, Replica
 
@@ -55,7 +55,7 @@ def ensure_replica(version: ImageVersion, datastore: Datastore) -> Replica:
         replica = Replica.objects.get(image_version=version, datastore=datastore)
     if replica.status == Replica.Status.READY:
         return replica
-    driver = drivers.for_endpoint(datastore.endpoint)
+    driver = endpoint_drivers.for_endpoint(datastore.endpoint)
     try:
         info = driver.clone_replica(image_ref(version), datastore.name, replica.name)
     except DriverError as exc:
@@ -72,7 +72,7 @@ def ensure_replica(version: ImageVersion, datastore: Datastore) -> Replica:
 def sync_datastore(datastore: Datastore) -> None:
     """Take the hypervisor's current capacity and free space for one datastore."""
     try:
-        info = drivers.for_endpoint(datastore.endpoint).datastore(datastore.name)
+        info = endpoint_drivers.for_endpoint(datastore.endpoint).datastore(datastore.name)
     except NotFound:
         return  # gone: the next inventory sync marks it
     Datastore.objects.filter(pk=datastore.pk).update(
@@ -99,7 +99,7 @@ def remove_unused(endpoint_id: int) -> list[str]:
         if in_use:
             continue
         try:
-            drivers.for_endpoint(replica.datastore.endpoint).delete_replica(replica.name)
+            endpoint_drivers.for_endpoint(replica.datastore.endpoint).delete_replica(replica.name)
         except DriverError as exc:
             log.warning("replica %s not removed: %s", replica.name, exc)
             continue

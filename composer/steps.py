@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from composer import drivers
+from composer import endpoint_drivers
 from composer.drivers.base import CustomizationSpec, Driver, DriverError, NotFound
 from composer.models import DesktopTask, Operation
 from composer.replicas import ensure_replica, replica_info, sync_datastore
@@ -319,7 +319,7 @@ def run(task: DesktopTask, operation: Operation) -> None:
     names = [name for name, _ in steps]
     start = names.index(task.step) if task.step in names else 0
     ctx = Context(
-        task, operation, desktop, desktop.pool, drivers.for_endpoint(desktop.pool.endpoint)
+        task, operation, desktop, desktop.pool, endpoint_drivers.for_endpoint(desktop.pool.endpoint)
     )
     ctx.driver.bind_vm(desktop.name, desktop.driver_ref)
     where_it_was = desktop.datastore

@@ -1,4 +1,5 @@
-"""The vSphere driver's journal of tasks under way, kept in the database (HypervisorTask).
+"""A driver's journal of tasks under way, kept in the database (HypervisorTask), and the
+places it found, kept on the endpoint's row: lent to drivers by composer/endpoint_drivers.py.
 
 A worker that dies while vCenter runs a task leaves the task's id here; the attempt that
 picks the desktop up again waits for that task instead of starting the same work twice.
@@ -40,8 +41,9 @@ class DatabaseJournal:
 
 @dataclass(frozen=True)  # hashable, as the journal
 class DatabasePlaces:
-    """Where the vSphere driver keeps the ids of the places it found (composer/drivers/
-    vsphere/places.py): on the endpoint's row, so every worker's next job starts from them."""
+    """Where a driver keeps the ids of the places it found (the vSphere driver's
+    composer/drivers/vsphere/places.py): on the endpoint's row, so every worker's next job
+    starts from them."""
 
     endpoint_id: int
 
@@ -50,11 +52,11 @@ class DatabasePlaces:
 
         return (
             HypervisorEndpoint.objects.filter(pk=self.endpoint_id)
-            .values_list("vsphere_places", flat=True)
+            .values_list("driver_places", flat=True)
             .first()
         )
 
     def put(self, places: dict) -> None:
         from pools.models import HypervisorEndpoint
 
-        HypervisorEndpoint.objects.filter(pk=self.endpoint_id).update(vsphere_places=places)
+        HypervisorEndpoint.objects.filter(pk=self.endpoint_id).update(driver_places=places)

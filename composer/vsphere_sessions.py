@@ -53,7 +53,8 @@ def jar_for(connection_id: str) -> CookieJar | None:
 
 def log_out_all(owner: str) -> int:
     """Log out every session the worker `owner` kept (when it stops)."""
-    from composer import drivers
+    from composer import endpoint_drivers
+    from composer.drivers import registry
     from pools.models import HypervisorEndpoint
 
     conn = _conn()
@@ -61,9 +62,10 @@ def log_out_all(owner: str) -> int:
     if not keys:
         return 0
     done = 0
-    for endpoint in HypervisorEndpoint.objects.filter(driver="vsphere"):
+    holding = [r.name for r in registry.registrations() if r.driver_class.holds_session]
+    for endpoint in HypervisorEndpoint.objects.filter(driver__in=holding):
         try:
-            driver = drivers.for_endpoint(endpoint)
+            driver = endpoint_drivers.for_endpoint(endpoint)
         except Exception:  # no password any more, say: nothing to log out with
             continue
         if driver.session.jar is not None and driver.session.jar.key.encode() in keys:

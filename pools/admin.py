@@ -2,70 +2,8 @@ from django.contrib import admin
 
 from pools import models
 
-
-@admin.register(models.HypervisorEndpoint)
-class EndpointAdmin(admin.ModelAdmin):
-    list_display = ["name", "driver", "address", "max_provisioning", "max_maintenance"]
-    fieldsets = [
-        (
-            "Connection",
-            {
-                "fields": [
-                    "name",
-                    "driver",
-                    "protocol",
-                    "address",
-                    "port",
-                    "verify_tls",
-                    "ca_bundle",
-                ]
-            },
-        ),
-        (
-            "Credentials",
-            {
-                "fields": ["username", "password_env", "password_file"],
-                "description": (
-                    "The password is never stored in the database: the portal reads it from "
-                    "the environment variable, or, when that is unset, from the file. Set it "
-                    "where the web server and the workers run."
-                ),
-            },
-        ),
-        (
-            "Placement",
-            {
-                "fields": [
-                    "datacenter",
-                    "cluster",
-                    "resource_pool",
-                    "esx_host",
-                    "vm_folder",
-                    "create_vm_folder",
-                    "customization_spec",
-                ],
-                "description": (
-                    "Name each place by its inventory path as govc shows it "
-                    "(/Europe/DC0/host/VDI-Cluster), by a path under the datacenter "
-                    "(VDI/Pools), or by a name that only one object has."
-                ),
-            },
-        ),
-        (
-            "Limits",
-            {
-                "fields": [
-                    "task_timeout_seconds",
-                    "outage_window_seconds",
-                    "max_provisioning",
-                    "max_maintenance",
-                ]
-            },
-        ),
-        ("Last sync", {"fields": ["synced_at", "sync_error", "orphans"]}),
-    ]
-    # Written by the inventory sync (composer/inventory.py), not by hand.
-    readonly_fields = ["synced_at", "sync_error", "orphans"]
+# The endpoint's admin is in portal/admin.py: its form is built from the driver registry
+# (composer/drivers), which the inventory does not import.
 
 
 @admin.register(models.Datastore)

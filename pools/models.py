@@ -34,89 +34,21 @@ class Overcommit(models.IntegerChoices):
 class HypervisorEndpoint(models.Model):
     """One hypervisor management endpoint (a vCenter, or the simulator).
 
-    The concurrency limits hold across every worker for all pools on this endpoint.
-    The password is never stored here: it is read from the environment variable or the
-    secret file named below, so it stays out of the database and the repository.
+    What every driver has is a column; what one driver needs (a vCenter's address, user,
+    places) is in `settings`, checked against the driver's settings class
+    (composer/drivers/registry.py; the admin's form is built from it). The concurrency limits
+    hold across every worker for all pools on this endpoint. A password is never stored here:
+    the settings name the environment variable or the secret file it is read from, so it
+    stays out of the database and the repository.
     """
 
-    DRIVERS = [("simulator", "Simulator"), ("vsphere", "VMware vSphere (vCenter)")]
-    PROTOCOLS = [("https", "HTTPS"), ("http", "HTTP (test simulators only)")]
-
     name = models.CharField(max_length=100, unique=True)
-    driver = models.CharField(max_length=30, choices=DRIVERS, default="simulator")
-    address = models.CharField(
-        max_length=255, blank=True, help_text="vCenter host name or IP address."
-    )
-    port = models.PositiveIntegerField(default=443)
-    protocol = models.CharField(max_length=5, choices=PROTOCOLS, default="https")
-    username = models.CharField(
-        max_length=150, blank=True, help_text="Service account, e.g. svc-vdi@vsphere.local."
-    )
-    password_env = models.CharField(
-        max_length=100,
+    # A name in the driver registry (composer/drivers/registry.py): the admin offers those.
+    driver = models.CharField(max_length=30, default="simulator")
+    settings = models.JSONField(
+        default=dict,
         blank=True,
-        help_text="Environment variable holding the service account's password.",
-    )
-    password_file = models.CharField(
-        max_length=500,
-        blank=True,
-        help_text="Or a file holding it (used when the variable is unset), e.g. a mounted secret.",
-    )
-    verify_tls = models.BooleanField(
-        default=True, help_text="Check vCenter's certificate. Turn off only in a lab."
-    )
-    ca_bundle = models.CharField(
-        max_length=500,
-        blank=True,
-        help_text="PEM file of the CA that signed vCenter's certificate (default: system CAs).",
-    )
-    # Places in vCenter: an inventory path as govc shows it (/F0/DC0/host/C1), a path under
-    # the datacenter's folder of that kind (Prod/C1, VDI/Pools), or an unambiguous name.
-    datacenter = models.CharField(
-        max_length=255,
-        blank=True,
-        help_text="Datacenter name or inventory path, e.g. /Europe/DC0 (default: the only one).",
-    )
-    cluster = models.CharField(
-        max_length=255,
-        blank=True,
-        help_text="Cluster (or standalone host) the desktops run on: name or path, e.g. "
-        "/Europe/DC0/host/VDI-Cluster (default: the only cluster).",
-    )
-    resource_pool = models.CharField(
-        max_length=255,
-        blank=True,
-        help_text="Resource pool in that cluster: name, path under it (VDI/Desktops) or full "
-        "path (default: the cluster's own).",
-    )
-    esx_host = models.CharField(
-        "host",
-        max_length=255,
-        blank=True,
-        help_text="Put every VM on this host (name or path). Default: DRS places them; with "
-        "DRS off the portal spreads them over the cluster's connected hosts.",
-    )
-    vm_folder = models.CharField(
-        max_length=255,
-        default="vdi-portal",
-        help_text="VM folder the portal keeps its replicas and desktops in: a path under the "
-        "datacenter's VM folder (VDI/Pools) or a full path (/DC0/vm/VDI/Pools).",
-    )
-    create_vm_folder = models.BooleanField(
-        "create VM folder",
-        default=True,
-        help_text="Create the VM folder, along its path, when first used (test connection "
-        "never creates it). Off: a missing folder is an error.",
-    )
-    customization_spec = models.CharField(
-        max_length=100,
-        blank=True,
-        help_text="Saved vCenter customization spec (domain join); default: a workgroup spec.",
-    )
-    task_timeout_seconds = models.PositiveIntegerField(
-        default=900,
-        validators=[MinValueValidator(1)],
-        help_text="How long one hypervisor call may take before the step fails.",
+        help_text="The driver's own settings (its settings class names and checks each key).",
     )
     outage_window_seconds = models.PositiveIntegerField(
         "outage window (seconds)",
@@ -130,9 +62,9 @@ class HypervisorEndpoint(models.Model):
     max_maintenance = models.PositiveIntegerField(
         default=12, validators=[MinValueValidator(1)], help_text="Concurrent maintenance steps."
     )
-    # The vSphere driver's ids of the places it found (datacenter, folder, cluster, pool,
+    # The driver's ids of the places it found (vSphere: datacenter, folder, cluster, pool,
     # hosts, datastores), so each job need not look them up by name again.
-    vsphere_places = models.JSONField(default=dict, blank=True, editable=False)
+    driver_places = models.JSONField(default=dict, blank=True, editable=False)
     # What the last inventory sync found (reconciler, every minute).
     synced_at = models.DateTimeField(null=True, blank=True)
     sync_error = models.TextField(blank=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from composer import drivers
+from composer import endpoint_drivers
 from composer.inventory import sync_vms
 from composer.models import Operation
 from composer.queue import queue
@@ -46,7 +46,7 @@ def log_on_when_provisioned(operation_id: int) -> str:
         return "pool still provisioning"
     if operation.pool is None:
         return "pool gone"
-    sim = drivers.for_endpoint(operation.pool.endpoint)
+    sim = endpoint_drivers.for_endpoint(operation.pool.endpoint)
     logged_on = []
     for desktop in (
         operation.pool.desktops.filter(state=DesktopState.AVAILABLE)

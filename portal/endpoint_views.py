@@ -2,7 +2,9 @@
 orphan VMs, with buttons to test the connection and to sync the inventory now (as jobs whose
 progress the page shows live).
 
-Endpoints are created and edited in the Django admin (pools/admin.py), not here.
+Endpoints are created and edited in the Django admin (portal/admin.py), not here. What the
+page says of each endpoint's driver and settings comes from its driver's settings class
+(composer/endpoint_drivers.describe), so a new driver needs nothing here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from composer import endpoint_checks
+from composer import endpoint_checks, endpoint_drivers
 from composer.models import EndpointCheck, HypervisorTask
 from pools.models import HypervisorEndpoint
 from portal.permissions import require
@@ -32,6 +34,7 @@ def endpoint_list(request):
     checks = endpoint_checks.latest(e.pk for e in endpoints)
     for endpoint in endpoints:
         endpoint.task_count = tasks.get(endpoint.pk, 0)
+        endpoint.about = endpoint_drivers.describe(endpoint)
         endpoint.recent_checks = [
             checks[(endpoint.pk, kind)]
             for kind in EndpointCheck.Kind.values

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.models import AuditEvent
-from composer import drivers, images, kinds, naming, services
+from composer import endpoint_drivers, images, kinds, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask
@@ -358,7 +358,7 @@ def pool_operate(request, pk: int, kind: str):
             # Irreversible: the button looks it (a deleted VM, a user's lost session).
             "dangerous": spec.dangerous,
             "planned": spec.planned,
-            "sessions_known": drivers.reports_sessions(pool.endpoint),
+            "sessions_known": endpoint_drivers.driver_class(pool.endpoint).reports_sessions,
             "form": form,
             "chosen": chosen[:NAMES_SHOWN] if chosen else chosen,
             "chosen_count": len(chosen) if chosen is not None else None,

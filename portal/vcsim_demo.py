@@ -60,7 +60,7 @@ def start(port: int) -> subprocess.Popen:
 
 def load(port: int, admin) -> None:
     """The endpoint, its datastores, a golden image with two versions and a pool of 4."""
-    from composer.drivers import for_endpoint
+    from composer.endpoint_drivers import for_endpoint
     from composer.inventory import sync_datastores
     from composer.models import DesktopTask
     from composer.services import PoolSpec, create_pool
@@ -91,12 +91,14 @@ def load(port: int, admin) -> None:
         endpoint = HypervisorEndpoint.objects.create(
             name=ENDPOINT,
             driver="vsphere",
-            address="127.0.0.1",
-            port=port,
-            protocol="http",
-            username=USER,
-            password_env=PASSWORD_ENV,
-            task_timeout_seconds=60,
+            settings={
+                "address": "127.0.0.1",
+                "port": port,
+                "protocol": "http",
+                "username": USER,
+                "password_env": PASSWORD_ENV,
+                "task_timeout_seconds": 60,
+            },
         )
     driver = for_endpoint(endpoint)
     parent = driver.lookup.vm(driver._datacenter(), PARENT_VM)

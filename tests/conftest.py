@@ -117,12 +117,12 @@ def lab(db, redis_conn):
     mirrored into the inventory tables the way the demo does it."""
     from types import SimpleNamespace
 
-    from composer import drivers
+    from composer import endpoint_drivers
     from composer.inventory import sync_datastores
     from pools.models import BaseImage, HypervisorEndpoint, ImageVersion
 
     endpoint = HypervisorEndpoint.objects.create(name="sim-test")
-    sim = drivers.for_endpoint(endpoint)
+    sim = endpoint_drivers.for_endpoint(endpoint)
     sim.reset()
     sim.add_datastore("ds-a", 200 * GIB)
     sim.add_datastore("ds-b", 400 * GIB)

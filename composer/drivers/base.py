@@ -11,7 +11,9 @@ failing or doing it twice. The composer relies on this to resume an interrupted 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class DriverError(Exception):
@@ -111,12 +113,68 @@ class Inventory:
     disks: list[DiskInfo] = field(default_factory=list)
 
 
+def _no_option(name: str) -> Any:
+    raise DriverError(f"this program has no option {name}")
+
+
+def _no_jar(connection_id: str) -> Any:
+    return None
+
+
+@dataclass(frozen=True)  # hashable: drivers are cached per (config, host)
+class Host:
+    """What the program running a driver lends it besides the endpoint's settings: plain
+    values and callables, so that the driver needs nothing of the portal's (in the portal,
+    composer/endpoint_drivers.py fills it in)."""
+
+    endpoint_id: int | None = None
+    endpoint_name: str = ""
+    # Ids of hypervisor tasks under way, kept across crashes (get, put, drop by key).
+    journal: Any = None
+    # Where a driver keeps the ids of places it found between jobs (get, put a dict).
+    places: Any = None
+    # A process-wide option by name (Django's settings in the portal), e.g. the simulator's
+    # SIMULATOR_REDIS_URL.
+    option: Callable[[str], Any] = _no_option
+    # The store of a hypervisor session kept by a worker between its jobs (a cookie jar),
+    # by connection id; None where there is none.
+    session_jar: Callable[[str], Any] = _no_jar
+
+    @property
+    def whose(self) -> str:
+        return f"endpoint {self.endpoint_name}" if self.endpoint_name else "this driver"
+
+
 class Driver(abc.ABC):
-    """Operations a hypervisor endpoint must offer for every operation in DESIGN.md."""
+    """Operations a hypervisor endpoint must offer for every operation in DESIGN.md.
+
+    A driver is registered by name with its settings class (registry.py, settings.py) and
+    built from an endpoint's settings in two steps: `configure` turns the settings into what
+    the driver is made from (reading secrets and the host's options now, so a changed
+    password makes a new driver), and `connect` makes the driver from that. The portal keeps
+    one driver per configuration while the process lives (composer/endpoint_drivers.py).
+    """
 
     # Whether VmInfo.session_user is real. vCenter knows nothing of user sessions (the
     # desktop agent does), so there an empty session means "unknown", not "nobody".
     reports_sessions = True
+    # Whether the driver holds a session the hypervisor counts (vCenter caps them): such
+    # drivers are let go when a job ends (close); others are kept for the process.
+    holds_session = False
+
+    @classmethod
+    def configure(cls, settings: Any, host: Host) -> Hashable:
+        """What `connect` makes the driver from (hashable): by default the settings."""
+        return settings
+
+    @classmethod
+    @abc.abstractmethod
+    def connect(cls, config: Any, host: Host) -> Driver:
+        """The driver for `config` (from `configure`). Reaches nothing yet: the first call
+        connects."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Let go of the connection or session (the driver may be used again: it reconnects)."""
 
     def test_connection(self) -> str:
         """Reach the hypervisor and say what was found; DriverError says what is wrong.

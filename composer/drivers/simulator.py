@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -30,6 +31,7 @@ from composer.drivers.base import (
     Driver,
     DriverError,
     DriverTimeout,
+    Host,
     ImageRef,
     InsufficientSpace,
     InvalidPowerState,
@@ -39,6 +41,7 @@ from composer.drivers.base import (
     Unreachable,
     VmInfo,
 )
+from composer.drivers.registry import register
 
 CLONE_DELTA_MB = 64
 CUSTOMIZE_DELTA_MB = 256
@@ -194,7 +197,36 @@ def _replica_info(name: str, vm: Record) -> ReplicaInfo:
     return ReplicaInfo(name, vm["datastore"], vm["size_mb"], vm["snapshot"])
 
 
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """None: the simulated hypervisor lives in the Redis named by the program's
+    SIMULATOR_REDIS_URL, under the endpoint's name."""
+
+    def summary(self) -> str:
+        return "Simulated in Redis: no connection settings."
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    url: str
+    namespace: str
+    step_seconds: float
+
+
 class SimulatorDriver(Driver):
+    @classmethod
+    def configure(cls, settings: SimulatorSettings, host: Host) -> SimulatorConfig:
+        return SimulatorConfig(
+            host.option("SIMULATOR_REDIS_URL"),
+            host.endpoint_name or "default",
+            float(host.option("SIMULATOR_STEP_SECONDS")),
+        )
+
+    @classmethod
+    def connect(cls, config: SimulatorConfig, host: Host) -> SimulatorDriver:
+        # The portal keeps the driver, so a worker reuses one Redis connection pool.
+        return cls.from_url(config.url, config.namespace, config.step_seconds)
+
     def __init__(
         self,
         conn: redis.Redis,
@@ -776,3 +808,6 @@ class SimulatorDriver(Driver):
         """Control: the last message shown on the VM (to check forced-logoff warnings)."""
         vm = self._atomic(lambda state: _need_vm(state, name))
         return vm.get("last_message", "")
+
+
+register("simulator", "Simulator", SimulatorDriver, SimulatorSettings)

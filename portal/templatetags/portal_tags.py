@@ -1,5 +1,6 @@
 from django import template
 
+from composer.drivers import registry
 from pools.models import WARN_PERCENT
 
 register = template.Library()
@@ -9,6 +10,16 @@ register = template.Library()
 def warn_percent() -> str:
     """The use from which a datastore is flagged, as the pages say it: "95"."""
     return f"{WARN_PERCENT:.0f}"
+
+
+@register.filter
+def driver_label(endpoint) -> str:
+    """The endpoint's driver as people know it ("VMware vSphere (vCenter)"), from the
+    registry; an unknown driver by its name."""
+    try:
+        return registry.get(endpoint.driver).label
+    except registry.UnknownDriver:
+        return endpoint.driver
 
 
 @register.filter

@@ -17,18 +17,18 @@ PAGE = reverse("pools:hypervisors")
 SECRET = "Hunter2-do-not-show-7f3a"
 
 
-def vsphere_endpoint(**fields):
+def vsphere_endpoint(name="vc-lab", sync_error="", **settings):
     """A vCenter endpoint nothing answers for: port 1 on this machine refuses at once."""
     defaults = {
-        "name": "vc-lab",
-        "driver": "vsphere",
         "address": "127.0.0.1",
         "port": 1,
         "protocol": "http",
         "username": "x",
         "password_env": "SOME_VAR",
     }
-    return HypervisorEndpoint.objects.create(**(defaults | fields))
+    return HypervisorEndpoint.objects.create(
+        name=name, driver="vsphere", settings=defaults | settings, sync_error=sync_error
+    )
 
 
 def press(client, button, endpoint, run_jobs=None):
@@ -231,16 +231,23 @@ def test_admin_edit_link_only_for_staff(client, users, lab):
 
 
 def test_admin_change_page_groups_the_fields(client, users, lab):
+    """The driver's settings in the driver's groups (vSphere's), the simulator's none."""
     users["admin"].is_staff = users["admin"].is_superuser = True
     users["admin"].save()
     client.force_login(users["admin"])
-    response = client.get(reverse("admin:pools_hypervisorendpoint_change", args=[lab.endpoint.pk]))
+    endpoint = vsphere_endpoint()
+    response = client.get(reverse("admin:pools_hypervisorendpoint_change", args=[endpoint.pk]))
     assert response.status_code == 200
     page = response.content.decode()
     for legend in ("Connection", "Credentials", "Placement", "Limits", "Last sync"):
         assert legend in page
     assert "never stored in the database" in page
     assert 'name="synced_at"' not in page  # read-only
+    page = client.get(
+        reverse("admin:pools_hypervisorendpoint_change", args=[lab.endpoint.pk])
+    ).content.decode()
+    assert "Limits" in page and 'name="max_provisioning"' in page
+    assert "Credentials" not in page and 'name="address"' not in page
 
 
 def test_dashboard_shows_a_hypervisor_it_cannot_read_or_with_orphans(client, users, lab):

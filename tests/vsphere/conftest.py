@@ -45,21 +45,24 @@ def start_vcsim(vcsim_binary):
         sim.stop()
 
 
-def make_endpoint(sim: vcsim.Vcsim, name="vc-test", timeout=60, **fields):
+def make_endpoint(sim: vcsim.Vcsim, name="vc-test", timeout=60, **settings):
+    """A vSphere endpoint on the simulator; `settings` add to or override its settings."""
     from pools.models import HypervisorEndpoint
 
     return HypervisorEndpoint.objects.create(
         name=name,
         driver="vsphere",
-        address=sim.host,
-        port=sim.port,
-        protocol="https" if sim.cert else "http",
-        username=vcsim.USER,
-        password_env=PASSWORD_ENV,
-        task_timeout_seconds=timeout,
+        settings={
+            "address": sim.host,
+            "port": sim.port,
+            "protocol": "https" if sim.cert else "http",
+            "username": vcsim.USER,
+            "password_env": PASSWORD_ENV,
+            "task_timeout_seconds": timeout,
+            **settings,
+        },
         max_provisioning=4,
         max_maintenance=4,
-        **fields,
     )
 
 
@@ -68,7 +71,7 @@ def vsphere_lab(db, redis_conn, start_vcsim, monkeypatch, request):
     """A simulated vCenter with two datastores and a golden image with snapshots v1 and v2,
     mirrored into the inventory tables. `@pytest.mark.vcsim(method_delay=..., timeout=...)`
     adds latency per method and sets the endpoint's task timeout."""
-    from composer import drivers
+    from composer import endpoint_drivers
     from composer.inventory import sync_datastores
     from pools.models import BaseImage, ImageVersion
 
@@ -77,7 +80,7 @@ def vsphere_lab(db, redis_conn, start_vcsim, monkeypatch, request):
     timeout = options.pop("timeout", 60)
     sim = start_vcsim(**options)
     monkeypatch.setenv(PASSWORD_ENV, vcsim.PASSWORD)
-    drivers.close_sessions()  # no connection to an earlier test's simulator
+    endpoint_drivers.close_sessions()  # no connection to an earlier test's simulator
     reader = vcsim.Reader(sim)
     reader.snapshot_parent(vcsim.PARENT_VM, "v1")
     reader.snapshot_parent(vcsim.PARENT_VM, "v2")
@@ -89,7 +92,7 @@ def vsphere_lab(db, redis_conn, start_vcsim, monkeypatch, request):
     yield SimpleNamespace(
         sim=sim,
         endpoint=endpoint,
-        driver=drivers.for_endpoint(endpoint),
+        driver=endpoint_drivers.for_endpoint(endpoint),
         vc=reader,
         ds=datastores,
         v1=v1,
@@ -97,4 +100,4 @@ def vsphere_lab(db, redis_conn, start_vcsim, monkeypatch, request):
         env={PASSWORD_ENV: vcsim.PASSWORD},
     )
     reader.close()
-    drivers.close_sessions()
+    endpoint_drivers.close_sessions()

@@ -23,7 +23,7 @@ GIB_KB = 1024 * 1024
 class Layout:
     name: str
     sim_options: dict
-    endpoint: dict = field(default_factory=dict)  # HypervisorEndpoint fields
+    endpoint: dict = field(default_factory=dict)  # the endpoint's settings (VSphereSettings)
     parent: str = ""  # the golden image as the administrator names it
     pool_datastores: tuple[str, ...] = ("LocalDS_0", "LocalDS_1")
     vacate: str = "LocalDS_1"  # deselected, then rebalanced away from

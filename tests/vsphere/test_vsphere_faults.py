@@ -148,7 +148,9 @@ def test_a_call_slower_than_the_timeout_is_tried_for_the_outage_window_then_fail
         assert_nothing_left_busy()
 
         # With a timeout the delay fits in, the same refresh repairs the desktop.
-        HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(task_timeout_seconds=30)
+        HypervisorEndpoint.objects.filter(pk=lab.endpoint.pk).update(
+            settings=lab.endpoint.settings | {"task_timeout_seconds": 30}
+        )
         operation = finish(services.start_operation(users["admin"], pool, "refresh", [slow]))
     finally:
         stop(worker)

@@ -5,7 +5,7 @@ power, delete keeping disks; after each step vCenter's side is read back with pl
 import pytest
 from pyVmomi import vim
 
-from composer import drivers, services
+from composer import endpoint_drivers, services
 from composer.drivers.base import DriverError
 from composer.inventory import sync_datastores
 from composer.models import Operation
@@ -26,20 +26,20 @@ def estate(request, db, redis_conn, start_vcsim, monkeypatch):
     layout = layouts.LAYOUTS[request.param]
     sim = start_vcsim(**layout.sim_options)
     monkeypatch.setenv(PASSWORD_ENV, vcsim.PASSWORD)
-    drivers.close_sessions()
+    endpoint_drivers.close_sessions()
     reader = vcsim.Reader(sim, folder=layout.folder)
     for prepare in layout.prepare:
         prepare(reader)
     endpoint = make_endpoint(sim, **layout.endpoint)
     yield layout, sim, endpoint, reader
     reader.close()
-    drivers.close_sessions()
+    endpoint_drivers.close_sessions()
 
 
 def register_image(endpoint, parent: str) -> tuple[ImageVersion, ImageVersion]:
     """As an administrator registers a golden image: the driver checks each snapshot and
     reads the ids and sizes from vCenter."""
-    driver = drivers.for_endpoint(endpoint)
+    driver = endpoint_drivers.for_endpoint(endpoint)
     v1, v2 = (driver.describe_image(parent, s) for s in ("v1", "v2"))
     image = BaseImage.objects.create(
         endpoint=endpoint, name="Win11", parent_vm=parent, parent_ref=v1.parent_ref
@@ -102,7 +102,7 @@ def controllers_of(reader, name) -> list[str]:
 
 def test_the_admin_flow_on_every_layout(users, estate):
     layout, sim, endpoint, reader = estate
-    message = drivers.for_endpoint(endpoint).test_connection()
+    message = endpoint_drivers.for_endpoint(endpoint).test_connection()
     assert message.startswith("Connected to VMware vCenter Server"), message
     v1, v2 = register_image(endpoint, layout.parent)
     parent = (
@@ -214,7 +214,7 @@ def test_the_admin_flow_on_every_layout(users, estate):
 @pytest.mark.parametrize("estate", ["folders"], indirect=True)
 def test_a_name_two_vms_share_is_refused_with_both_paths(estate):
     layout, sim, endpoint, reader = estate
-    driver = drivers.for_endpoint(endpoint)
+    driver = endpoint_drivers.for_endpoint(endpoint)
     with pytest.raises(DriverError) as refused:
         driver.describe_image("DC0_C0_RP0_VM0", "v1")
     assert str(refused.value) == (

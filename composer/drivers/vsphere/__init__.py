@@ -19,15 +19,26 @@ How the portal's objects map onto vSphere:
   NVMe or SATA controller has a free slot; being independent, snapshot revert never touches
   them. The portal records each disk's datastore and goes straight to it.
 
-The modules: session (connection, calls, property reads), faults (errors for people), tasks
-(the task journal), lookup (inventory paths, names, placement), devices (disks and
-controllers), inventory (what is read and how it becomes driver values), operations (the
-driver itself).
+The modules: settings (what an endpoint says; registered below with the driver as "vsphere"),
+session (connection, calls, property reads), faults (errors for people), tasks (the task
+journal), lookup (inventory paths, names, placement), devices (disks and controllers),
+inventory (what is read and how it becomes driver values), operations (the driver itself).
 """
 
+from composer.drivers.registry import register
 from composer.drivers.vsphere.faults import translate
 from composer.drivers.vsphere.operations import VSphereDriver
 from composer.drivers.vsphere.session import VSphereConfig
+from composer.drivers.vsphere.settings import VSphereSettings
 from composer.drivers.vsphere.tasks import MemoryJournal, TaskJournal
 
-__all__ = ["MemoryJournal", "TaskJournal", "VSphereConfig", "VSphereDriver", "translate"]
+__all__ = [
+    "MemoryJournal",
+    "TaskJournal",
+    "VSphereConfig",
+    "VSphereDriver",
+    "VSphereSettings",
+    "translate",
+]
+
+register("vsphere", "VMware vSphere (vCenter)", VSphereDriver, VSphereSettings)

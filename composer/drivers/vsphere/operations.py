@@ -8,6 +8,7 @@ that can fail (see relink).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 import time
@@ -23,6 +24,7 @@ from composer.drivers.base import (
     Driver,
     DriverError,
     DriverTimeout,
+    Host,
     ImageRef,
     InsufficientSpace,
     InvalidPowerState,
@@ -53,6 +55,7 @@ from composer.drivers.vsphere.inventory import (
 )
 from composer.drivers.vsphere.lookup import Ambiguous, Lookup, Placement
 from composer.drivers.vsphere.session import Session, VSphereConfig
+from composer.drivers.vsphere.settings import VSphereSettings
 from composer.drivers.vsphere.tasks import MemoryJournal, TaskJournal, Tasks, journaled
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,19 @@ MIN_FREE_MB = 1024
 
 class VSphereDriver(Driver):
     reports_sessions = False  # see log_off
+    holds_session = True  # vCenter caps how many sessions it keeps open
+
+    @classmethod
+    def configure(cls, settings: VSphereSettings, host: Host) -> VSphereConfig:
+        return settings.config(host.whose)
+
+    @classmethod
+    def connect(cls, config: VSphereConfig, host: Host) -> VSphereDriver:
+        # In a worker, the session outlives the job: the next job resumes it from the
+        # worker's cookie jar (composer/worker.py), one per connection (host, port, user).
+        who = f"{config.protocol}://{config.user}@{config.host}:{config.port}"
+        jar = host.session_jar(hashlib.sha256(who.encode()).hexdigest()[:16])
+        return cls(config, host.journal, jar, host.places)
 
     def __init__(
         self,

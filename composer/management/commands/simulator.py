@@ -9,7 +9,7 @@ manage.py simulator clear
 
 from django.core.management.base import BaseCommand, CommandError
 
-from composer import drivers
+from composer import endpoint_drivers
 from pools.models import HypervisorEndpoint
 
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             row = HypervisorEndpoint.objects.get(name=endpoint, driver="simulator")
         except HypervisorEndpoint.DoesNotExist:
             raise CommandError(f"no simulator endpoint named {endpoint!r}") from None
-        sim = drivers.for_endpoint(row)
+        sim = endpoint_drivers.for_endpoint(row)
         if action == "status":
             inventory = sim.inventory()
             for ds in inventory.datastores:

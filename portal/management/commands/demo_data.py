@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from composer import drivers
+from composer import endpoint_drivers
 from composer.inventory import sync_datastores
 from composer.queue import enqueue_on_commit
 from composer.services import PoolSpec, create_pool
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             self.stdout.write("Demo data already loaded.")
             return
         endpoint = HypervisorEndpoint.objects.create(name="simulator", driver="simulator")
-        sim = drivers.for_endpoint(endpoint)
+        sim = endpoint_drivers.for_endpoint(endpoint)
         sim.reset()
         sim.add_datastore("ds-gold-ssd", 500 * GIB)
         sim.add_datastore("ds-silver", 1024 * GIB)

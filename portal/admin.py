@@ -1,0 +1,51 @@
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+
+from composer import endpoint_drivers
+from composer.drivers import registry
+from pools.models import HypervisorEndpoint
+from portal import endpoint_forms
+
+
+@admin.register(HypervisorEndpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    """An endpoint's columns and its driver's settings, in one form built from the driver's
+    settings class (portal/endpoint_forms.py)."""
+
+    list_display = ["name", "driver_label", "where", "max_provisioning", "max_maintenance"]
+    # Written by the inventory sync (composer/inventory.py), not by hand.
+    readonly_fields = ["synced_at", "sync_error", "orphans"]
+
+    def chosen_driver(self, request, obj=None) -> str:
+        """The driver whose settings the page shows: the one posted, else the one asked for
+        (?driver=), else the endpoint's, else the first registered."""
+        return (
+            request.POST.get("driver")
+            or request.GET.get("driver")
+            or (obj.driver if obj is not None else registry.choices()[0][0])
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = endpoint_forms.endpoint_form(self.chosen_driver(request, obj))
+        kwargs["fields"] = endpoint_forms.COLUMNS + kwargs["form"].settings_names()
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        chosen = self.chosen_driver(request, obj)
+        sets = endpoint_forms.fieldsets(chosen)
+        others = [(name, label) for name, label in registry.choices() if name != chosen]
+        if obj is None and others:
+            sets[0][1]["description"] = format_html(
+                "Settings shown for this driver. For another: {}.",
+                format_html_join(", ", '<a href="?driver={}">{}</a>', others),
+            )
+        sets.append(("Last sync", {"fields": ["synced_at", "sync_error", "orphans"]}))
+        return sets
+
+    @admin.display(description="driver")
+    def driver_label(self, obj):
+        return endpoint_drivers.describe(obj).label
+
+    @admin.display(description="where")
+    def where(self, obj):
+        return endpoint_drivers.describe(obj).summary
