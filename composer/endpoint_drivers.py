@@ -83,7 +83,9 @@ def for_endpoint(endpoint) -> Driver:
         return _drivers[key]
     driver = _drivers[key] = found.driver_class.connect(config, lent)
     while len(_drivers) > KEPT:
-        _drivers.popitem(last=False)
+        _, evicted = _drivers.popitem(last=False)
+        if evicted.holds_session:
+            evicted.close()  # not left open for vCenter to count (it reconnects if used)
     return driver
 
 
