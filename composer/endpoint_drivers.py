@@ -24,6 +24,7 @@ from composer.drivers.base import Driver, DriverError, Host
 from composer.drivers.registry import Registration, UnknownDriver
 from composer.drivers.settings import SettingsError
 from composer.task_journal import DatabaseJournal, DatabasePlaces
+from pools.models import HypervisorEndpoint
 
 KEPT = 16  # drivers kept per process (one per endpoint and configuration)
 _drivers: OrderedDict[tuple, Driver] = OrderedDict()
@@ -145,3 +146,23 @@ def describe(endpoint) -> Description:
     out.summary = parsed.summary() if hasattr(parsed, "summary") else ""
     out.warnings = parsed.warnings() if hasattr(parsed, "warnings") else []
     return out
+
+
+def log_out_all(owner: str) -> int:
+    """Log out every session the worker `owner` kept (when it stops)."""
+    conn = vsphere_sessions.connection()
+    keys = list(conn.scan_iter(match=f"{vsphere_sessions.PREFIX}{owner}:*"))
+    if not keys:
+        return 0
+    done = 0
+    holding = [r.name for r in registry.registrations() if r.driver_class.holds_session]
+    for endpoint in HypervisorEndpoint.objects.filter(driver__in=holding):
+        try:
+            driver = for_endpoint(endpoint)
+        except Exception:  # no password any more, say: nothing to log out with
+            continue
+        if driver.session.jar is not None and driver.session.jar.key.encode() in keys:
+            driver.session.log_out()
+            done += 1
+    conn.delete(*keys)
+    return done

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from composer.models import HypervisorTask
+from pools.models import HypervisorEndpoint
 
 
 @dataclass(frozen=True)  # hashable: drivers are cached per (settings, journal)
@@ -48,8 +49,6 @@ class DatabasePlaces:
     endpoint_id: int
 
     def get(self) -> dict | None:
-        from pools.models import HypervisorEndpoint
-
         return (
             HypervisorEndpoint.objects.filter(pk=self.endpoint_id)
             .values_list("driver_places", flat=True)
@@ -57,6 +56,4 @@ class DatabasePlaces:
         )
 
     def put(self, places: dict) -> None:
-        from pools.models import HypervisorEndpoint
-
         HypervisorEndpoint.objects.filter(pk=self.endpoint_id).update(driver_places=places)

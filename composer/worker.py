@@ -33,7 +33,7 @@ from uuid import uuid4
 from rq import Worker
 from rq.exceptions import StopRequested
 
-from composer import outages, vsphere_sessions
+from composer import endpoint_drivers, outages, vsphere_sessions
 from composer.queue import URGENT
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class PortalWorker(Worker):
     def teardown(self):
         if not self.is_horse:
             try:
-                vsphere_sessions.log_out_all(os.environ[vsphere_sessions.OWNER_VARIABLE])
+                endpoint_drivers.log_out_all(os.environ[vsphere_sessions.OWNER_VARIABLE])
             except Exception:  # stopping must not fail on a vCenter that is gone
                 log.exception("vCenter sessions of this worker not logged out")
         super().teardown()

@@ -14,6 +14,7 @@ from django.db.models import Count
 
 from pools.models import (
     WARN_PERCENT,
+    BaseImage,
     Datastore,
     Desktop,
     ImageVersion,
@@ -237,8 +238,6 @@ def lineage():
     Six queries: images, versions, replicas, pools, datastores, and one GROUP BY
     (pool, image version, datastore, replica) over the desktop_lineage index.
     """
-    from pools.models import BaseImage
-
     images = list(BaseImage.objects.select_related("endpoint").order_by("name"))
     versions = {
         v.pk: VersionRow(v)

@@ -17,6 +17,21 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from composer.endpoint_drivers import for_endpoint
+from composer.inventory import sync_datastores
+from composer.models import DesktopTask
+from composer.services import PoolSpec, create_pool
+from pools.models import (
+    BaseImage,
+    Datastore,
+    Desktop,
+    HypervisorEndpoint,
+    ImageVersion,
+    PersistentDisk,
+    Pool,
+    Replica,
+)
+
 ENDPOINT = "vcsim-demo"
 PASSWORD_ENV = "VCSIM_DEMO_PASSWORD"
 USER = "svc-vdi@vsphere.local"
@@ -60,20 +75,6 @@ def start(port: int) -> subprocess.Popen:
 
 def load(port: int, admin) -> None:
     """The endpoint, its datastores, a golden image with two versions and a pool of 4."""
-    from composer.endpoint_drivers import for_endpoint
-    from composer.inventory import sync_datastores
-    from composer.models import DesktopTask
-    from composer.services import PoolSpec, create_pool
-    from pools.models import (
-        BaseImage,
-        Datastore,
-        Desktop,
-        HypervisorEndpoint,
-        ImageVersion,
-        PersistentDisk,
-        Pool,
-        Replica,
-    )
 
     with transaction.atomic():
         old = HypervisorEndpoint.objects.filter(name=ENDPOINT).first()

@@ -15,6 +15,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 
+import composer.drivers as package
 from composer.drivers import settings as settings_
 from composer.drivers.base import Driver, DriverError
 
@@ -54,8 +55,6 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    import composer.drivers as package
-
     for module in pkgutil.iter_modules(package.__path__):
         if module.name not in _NOT_DRIVERS and not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")

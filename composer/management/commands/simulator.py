@@ -10,6 +10,7 @@ manage.py simulator clear
 from django.core.management.base import BaseCommand, CommandError
 
 from composer import endpoint_drivers
+from composer.inventory import sync_endpoint
 from pools.models import HypervisorEndpoint
 
 
@@ -66,6 +67,4 @@ class Command(BaseCommand):
         elif action == "logout":
             sim.end_session(options["desktop"])
         if action in ("login", "logout"):
-            from composer.inventory import sync_endpoint
-
             sync_endpoint(row)  # show it in the portal now rather than at the next reconcile

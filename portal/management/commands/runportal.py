@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from portal import embedded_redis
+from portal import embedded_redis, vcsim_demo
 from portal.management.commands.demo_logins import demo_logins
 
 # A child that ran this long was healthy: if it exits, start it again after 1 s.
@@ -106,10 +107,6 @@ class Command(BaseCommand):
         self._print_banner()
 
     def _start_vcsim(self) -> None:
-        from django.contrib.auth.models import User
-
-        from portal import vcsim_demo
-
         port = int(os.environ.get("VCSIM_PORT", "8989"))
         try:
             process = vcsim_demo.start(port)
