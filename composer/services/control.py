@@ -15,9 +15,9 @@ Status = Operation.Status
 TaskStatus = DesktopTask.Status
 
 
-def _control(actor, operation: Operation, action: str, request) -> Operation:
-    """The operation's row, locked, once the actor may control it: administrators any,
-    helpdesk the kinds they may run on one desktop."""
+def _authorize(actor, operation: Operation, action: str, request) -> None:
+    """Administrators may control any operation, helpdesk those of the kinds they may run on
+    one desktop. Asked before the caller's transaction, so a denial stays recorded."""
     authorize(
         actor,
         MAINTENANCE,
@@ -28,13 +28,17 @@ def _control(actor, operation: Operation, action: str, request) -> Operation:
         request=request,
         message=f"Your role does not allow you to {action} operations.",
     )
+
+
+def _locked(operation: Operation) -> Operation:
     return Operation.objects.select_for_update().get(pk=operation.pk)
 
 
 def discard(actor, operation: Operation, request=None) -> None:
     """A plan awaiting approval is dropped: nothing was changed, nothing will be."""
+    _authorize(actor, operation, "discard", request)
     with transaction.atomic():
-        operation = _control(actor, operation, "discard", request)
+        operation = _locked(operation)
         if operation.status != Status.DRAFT:
             raise OperationRefused("Only a plan awaiting approval can be discarded.")
         operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
@@ -54,8 +58,9 @@ def discard(actor, operation: Operation, request=None) -> None:
 def cancel(actor, operation: Operation, request=None) -> Operation:
     """Desktops not reached yet stay as they were, marked "task halted"; the ones in flight
     finish their current desktop."""
+    _authorize(actor, operation, "cancel", request)
     with transaction.atomic():
-        operation = _control(actor, operation, "cancel", request)
+        operation = _locked(operation)
         if operation.status in (Status.SCHEDULED, Status.QUEUED):
             lifecycle.halt_pending(operation, f"cancelled by {actor.get_username()}")
             operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
@@ -83,8 +88,9 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
 
 
 def _switch(actor, operation: Operation, action: str, old: str, new: str, request) -> Operation:
+    _authorize(actor, operation, action, request)
     with transaction.atomic():
-        operation = _control(actor, operation, action, request)
+        operation = _locked(operation)
         if operation.status != old:
             raise OperationRefused(f"Only a {old} operation can be {action}d.")
         operation.status = new

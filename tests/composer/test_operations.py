@@ -7,6 +7,7 @@ worker, and checks the result on both sides: the inventory rows and the simulato
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -409,7 +410,6 @@ def test_error_desktop_is_repaired_by_a_refresh(users, lab, pool, run_jobs):
 
 
 def test_helpdesk_may_refresh_one_desktop_but_not_the_pool(users, lab, pool, run_jobs):
-    from django.core.exceptions import PermissionDenied
 
     with pytest.raises(PermissionDenied):
         services.start_operation(users["helpdesk"], pool, "refresh")
@@ -473,3 +473,27 @@ def test_a_kept_disk_can_be_attached_to_another_desktop_later(users, lab, pool, 
     assert set(lab.sim.get_vm(other.name).disks) == {f"{other.name}-pd", "OPS-01-pd"}
     with pytest.raises(OperationRefused):
         services.attach_disk(users["admin"], kept, pool.desktops.exclude(pk=other.pk).first())
+
+
+def test_a_refused_cancel_is_audited_and_changes_nothing(users, pool):
+    """Helpdesk controls only operations of kinds it may run on one desktop. A denial is
+    recorded apart from the refused work: the operation stays as it was, the audit log keeps
+    the attempt."""
+    operation = services.start_operation(
+        users["admin"],
+        pool,
+        "delete",
+        desktops(pool, "OPS-01"),
+        options=Options(start_at=timezone.now() + timedelta(1)),
+    )
+    for control in (services.cancel, services.pause, services.discard):
+        with pytest.raises(PermissionDenied):
+            control(users["helpdesk"], operation)
+    operation.refresh_from_db()
+    assert operation.status == Status.SCHEDULED
+    denied = AuditEvent.objects.filter(outcome="denied", actor_name="hal", operation=operation)
+    assert sorted(denied.values_list("action", flat=True)) == [
+        "cancel_operation",
+        "discard_operation",
+        "pause_operation",
+    ]
