@@ -162,6 +162,13 @@ class DesktopTaskQuerySet(StampedQuerySet):
             operation__status__in=Operation.STARTED, status__in=DesktopTask.UNFINISHED
         )
 
+    def scheduled(self):
+        """Tasks waiting for their operation's scheduled start: a desktop has at most one
+        (DESIGN.md, "Options"); starting now replaces it (services/schedule.py)."""
+        return self.filter(
+            operation__status=Operation.Status.SCHEDULED, status=DesktopTask.Status.PENDING
+        )
+
 
 class DesktopTask(Stamped):
     """One desktop's progress inside an operation, recorded step by step."""

@@ -48,11 +48,9 @@ class FrozenPlan:
 
 def _pending_schedules(desktops: list[Desktop]) -> dict[int, int]:
     return dict(
-        DesktopTask.objects.filter(
-            desktop__in=desktops,
-            operation__status=Operation.Status.SCHEDULED,
-            status=TaskStatus.PENDING,
-        ).values_list("desktop_id", "operation_id")
+        DesktopTask.objects.scheduled()
+        .filter(desktop__in=desktops)
+        .values_list("desktop_id", "operation_id")
     )
 
 

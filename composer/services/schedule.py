@@ -19,9 +19,11 @@ def activate(operation: Operation, actor, request) -> None:
     desktop_ids = list(
         operation.tasks.filter(status=TaskStatus.PENDING).values_list("desktop_id", flat=True)
     )
-    scheduled = DesktopTask.objects.filter(
-        desktop_id__in=desktop_ids, operation__status=Status.SCHEDULED, status=TaskStatus.PENDING
-    ).exclude(operation=operation)
+    scheduled = (
+        DesktopTask.objects.scheduled()
+        .filter(desktop_id__in=desktop_ids)
+        .exclude(operation=operation)
+    )
     cancelled: list[Operation] = []
     if operation.scheduled_for:
         clash = list(scheduled.values_list("desktop_name", "operation_id")[:10])
