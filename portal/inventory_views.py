@@ -215,7 +215,11 @@ def desktop_detail(request, pk: int):
         .select_related("operation__requested_by")
         .order_by("-operation__requested_at", "-pk")[:20]
     )
-    current = next((t for t in tasks if t.operation.is_active), None)
+    # The task of the live operation working on it (a later one may have skipped it: busy).
+    current = next(
+        (t for t in tasks if t.operation.is_active and t.status not in DesktopTask.FINISHED),
+        None,
+    )
     context = {
         "desktop": desktop,
         "tasks": tasks,

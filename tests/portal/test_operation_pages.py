@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from composer import eta
+from composer import eta, services
 from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool, PoolDatastore
 from pools.states import DesktopState
@@ -510,3 +510,17 @@ def test_the_form_names_what_it_acts_on_and_irreversible_buttons_look_it(client,
     assert '<button type="submit" class="primary">Refresh desktop SAL-04</button>' in refresh
     nothing = client.get(operate_url(pool, "refresh"), {"selection": 1}).content.decode()
     assert "<h1>Refresh desktops of pool Sales</h1>" in nothing
+
+
+def test_a_desktop_page_follows_the_operation_working_on_it_not_one_that_skipped_it(
+    client, users, pool
+):
+    """A desktop already in a started operation is skipped by a later one: its page shows the
+    task of the operation that has it, not the later operation's skipped task."""
+    sal1, sal2 = desktop("SAL-01"), desktop("SAL-02")
+    first = services.start_operation(users["admin"], pool, "refresh", [sal1])
+    later = services.start_operation(users["admin"], pool, "refresh", [sal1, sal2])
+    assert later.tasks.get(desktop=sal1).status == DesktopTask.Status.SKIPPED
+    page = client.get(reverse("pools:desktop", args=[sal1.pk]))
+    assert page.context["current"].operation == first
+    assert page.context["live"]
