@@ -14,8 +14,9 @@ from audit.models import AuditEvent
 from composer import kinds, services, steps
 from composer.kinds.base import OperationKind
 from composer.models import Operation
-from pools.models import Desktop, Pool
+from pools.models import Desktop
 from pools.states import DesktopState
+from tests.factories import requested_pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,20 +26,8 @@ Status = Operation.Status
 
 @pytest.fixture
 def pool(users, lab, run_jobs):
-    services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Kinds",
-            naming_pattern="KND-{n}",
-            size=3,
-            datastores=[lab.ds["ds-a"]],
-            image_version=lab.v1,
-            overcommit=4,
-            persistent_disk_mb=1024,
-        ),
-    )
+    pool = requested_pool(users["admin"], lab, "Kinds", "KND-{n}", 3, persistent_disk_mb=1024)
     run_jobs()
-    pool = Pool.objects.get(name="Kinds")
     assert set(pool.desktops.values_list("state", flat=True)) == {DesktopState.AVAILABLE}
     return pool
 
