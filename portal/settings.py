@@ -40,6 +40,9 @@ INSTALLED_APPS = [
     "axes",
     "django_rq",
     "template_partials",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",
     "pools",
     "composer",
@@ -219,4 +222,39 @@ LOGGING = {
         "django.request": {"filters": ["quiet_denials"]},
         "django.server": {"filters": ["failed_requests_only"]},
     },
+}
+
+# The automation API (/api/v1/, portal/api/): Django REST framework over the same services as
+# the pages. A script signs in with a personal token (portal.models.ApiToken, "Authorization:
+# Bearer ..."); the browser's session works too, with its CSRF check. Errors are problem+json
+# (RFC 9457, portal/api/problems.py).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.CursorPages",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "portal.api.problems.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {
+        "user": os.environ.get("API_RATE_USER", "1200/minute"),
+        "agent": os.environ.get("API_RATE_AGENT", "120/minute"),
+    },
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Linked-clone portal API",
+    "DESCRIPTION": "Pools of linked-clone desktops: inventory, maintenance operations, audit.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # The reference page's scripts come from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }

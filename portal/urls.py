@@ -37,6 +37,7 @@ urlpatterns = [
     re_path(rf"^admin/rq/{NON_ASCII_TOKEN}", refuse_token),
     path("admin/rq/", include("django_rq.urls")),
     re_path(rf"^admin/django_rq/dashboard/{NON_ASCII_TOKEN}", refuse_token),
+    path("api/", include("portal.api.urls")),
     path("admin/", admin.site.urls),
     path("favicon.ico", views.favicon),
 ]
