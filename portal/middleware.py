@@ -8,6 +8,7 @@ from django.shortcuts import render
 
 from audit.log import Outcome, record
 from composer.queue import collecting_unqueued
+from portal.api.problems import json_problem
 
 
 class RequestIdMiddleware:
@@ -55,6 +56,10 @@ class RejectNulMiddleware:
                 },
                 request=request,
             )
+            if request.path.startswith("/api/"):
+                return json_problem(
+                    400, "The request contained a NUL byte (\\x00), which the API never accepts."
+                )
             return render(
                 request,
                 "400.html",

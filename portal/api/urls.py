@@ -36,7 +36,8 @@ urlpatterns = [
     path("v1/", include(v1)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
-    re_path(r"^(?P<rest>.*)$", not_found),
+    # Anything else under /api/, whatever it holds (a newline too).
+    re_path(r"^(?P<rest>[\s\S]*)$", not_found),
 ]
 
 
