@@ -1,0 +1,140 @@
+"""Every API route x every role x every method, enforced on the server, as the pages' role
+matrix (tests/portal/test_role_matrix.py) does for pages.
+
+Allowed: the route answers (not 401/403, never 5xx). Forbidden for a signed-in role: 403
+problem+json, nothing written but one "denied" audit event, nothing enqueued. Anonymous: 401
+problem+json, nothing written at all. A method a route does not offer changes nothing.
+A new route without a row here fails test_every_api_route_is_in_the_matrix.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.urls import get_resolver, reverse
+
+from audit.models import AuditEvent
+from composer import services
+from composer.queue import queue
+from portal.models import ApiToken
+from tests.portal.test_role_matrix import snapshot
+
+pytestmark = pytest.mark.django_db
+
+ADMIN, HELPDESK, AUDITOR = "admin", "helpdesk", "auditor"
+EVERYONE = {ADMIN, HELPDESK, AUDITOR}
+READERS = {ADMIN, AUDITOR}
+ROLES = [ADMIN, HELPDESK, AUDITOR, "anonymous"]
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+# URL name -> (its arguments, {method: roles allowed}). A method not listed is not offered.
+MATRIX = {
+    "api:pools": ("", {"GET": READERS}),
+    "api:pool": ("pool", {"GET": READERS}),
+}
+# Served to anyone, signed in or not: the schema and its reference page.
+PUBLIC = {"api:schema", "api:docs"}
+
+
+@pytest.fixture
+def world(users, lab):
+    operation = services.create_pool(
+        users["admin"],
+        services.PoolSpec(
+            name="Matrix",
+            naming_pattern="MX-{n}",
+            size=3,
+            datastores=[lab.ds["ds-a"]],
+            image_version=lab.v1,
+            overcommit=4,
+        ),
+    )
+    pool = operation.pool
+    draft = services.plan_operation(users["admin"], pool, "rebalance")
+    queue().empty()
+    return {
+        "pool": pool,
+        "desktop": pool.desktops.first(),
+        "operation": operation,
+        "draft": draft,
+        "endpoint": lab.endpoint,
+        "image": lab.v1.image,
+        "version": lab.v1,
+        "datastore": lab.ds["ds-a"],
+    }
+
+
+def api_route_names(patterns=None, namespace="api") -> set[str]:
+    """Every named route under the API's namespace, however deep its includes."""
+    if patterns is None:
+        patterns = next(
+            p.url_patterns
+            for p in get_resolver().url_patterns
+            if getattr(p, "namespace", None) == "api"
+        )
+    names = set()
+    for pattern in patterns:
+        if hasattr(pattern, "url_patterns"):
+            names |= api_route_names(pattern.url_patterns, namespace)
+        elif pattern.name:
+            names.add(f"{namespace}:{pattern.name}")
+    return names
+
+
+def test_every_api_route_is_in_the_matrix():
+    assert api_route_names() - set(MATRIX) - PUBLIC == set(), "add these routes to the matrix"
+
+
+@pytest.fixture
+def tokens(users):
+    return {role: ApiToken.issue(user, f"{role} matrix")[1] for role, user in users.items()}
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_api_role_matrix(client, users, world, tokens, name):
+    """One route, every role and method: each request is rolled back to a savepoint before
+    the next, so each starts from the same world (built once per route: it is the slow part)."""
+    spec, allowed_by_method = MATRIX[name]
+    url = reverse(name, args=[world[a].pk for a in spec.split(",") if a])
+    for role in ROLES:
+        for method in METHODS:
+            savepoint = transaction.savepoint()
+            try:
+                check(client, users, tokens, name, url, allowed_by_method, method, role)
+            finally:
+                transaction.savepoint_rollback(savepoint)
+                queue().empty()
+
+
+def check(client, users, tokens, name, url, allowed_by_method, method, role):
+    headers = {} if role == "anonymous" else {"Authorization": f"Bearer {tokens[role]}"}
+    before, audit_before = snapshot(), AuditEvent.objects.count()
+
+    response = client.generic(method, url, "{}", "application/json", headers=headers)
+
+    offered = method in allowed_by_method
+    allowed = allowed_by_method.get(method, set())
+    where = (name, method, role, response.status_code, response.content[:300])
+    assert response.status_code < 500, where
+    if role == "anonymous":
+        assert response.status_code == 401, where
+        assert response["Content-Type"] == "application/problem+json"
+        assert AuditEvent.objects.count() == audit_before
+        assert snapshot() == before
+    elif not offered:
+        # A role refused the route altogether hears 403 first; a role allowed hears 405.
+        assert response.status_code in (403, 405), where
+        assert snapshot() == before
+    elif role in allowed:
+        assert response.status_code not in (401, 403), where
+    else:
+        assert response.status_code == 403, where
+        assert response["Content-Type"] == "application/problem+json"
+        assert snapshot() == before
+        new = list(AuditEvent.objects.order_by("-id")[: AuditEvent.objects.count() - audit_before])
+        assert [e.outcome for e in new] == ["denied"], where
+        assert new[0].actor_name == users[role].username
+        # The audit log names the token the call came with.
+        assert new[0].parameters.get("api_token", "").startswith(f"{role} matrix"), where
+    if role not in allowed:
+        assert queue().count == 0, where
