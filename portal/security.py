@@ -44,6 +44,13 @@ CONTENT_SECURITY_POLICY_INLINE = "; ".join(
     f"{name} {value}" for name, value in INLINE_ALLOWED.items()
 )
 INLINE_ALLOWED_APPS = {"django_rq"}
+# The API's reference page (Swagger UI, from drf-spectacular-sidecar's static files) carries
+# one small inline <style> block and styles its widgets inline; its scripts are all files.
+STYLE_ALLOWED = {**POLICY, "style-src": "'self' 'unsafe-inline'"}
+CONTENT_SECURITY_POLICY_STYLE = "; ".join(
+    f"{name} {value}" for name, value in STYLE_ALLOWED.items()
+)
+STYLE_ALLOWED_VIEWS = {"api:docs"}
 
 
 class ContentSecurityPolicyMiddleware:
@@ -55,6 +62,8 @@ class ContentSecurityPolicyMiddleware:
         match = getattr(request, "resolver_match", None)
         if match is not None and INLINE_ALLOWED_APPS.intersection(match.app_names):
             policy = CONTENT_SECURITY_POLICY_INLINE
+        elif match is not None and match.view_name in STYLE_ALLOWED_VIEWS:
+            policy = CONTENT_SECURITY_POLICY_STYLE
         else:
             policy = CONTENT_SECURITY_POLICY
         response.headers.setdefault("Content-Security-Policy", policy)

@@ -593,3 +593,11 @@ def test_browser_reports_no_policy_violation_and_htmx_still_polls(
         violations, polled = executor.submit(browse).result()
     assert urlsplit(polled).path == poll_url
     assert violations == [], "\n".join(violations)
+
+
+@pytest.mark.django_db
+def test_only_the_api_reference_may_style_inline_and_no_page_may_script_inline(client):
+    # Swagger UI styles its widgets inline; its scripts are static files like ours.
+    docs = client.get("/api/docs/")["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-inline'" in docs and "script-src 'self';" in docs
+    assert client.get("/api/schema/")["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
