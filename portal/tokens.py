@@ -66,13 +66,16 @@ def revoke(actor, token: ApiToken, request=None) -> bool:
     if token.user_id != actor.pk and not can_manage_all(actor):
         raise Http404("No such token.")
     with transaction.atomic():
-        # The row is locked so that two revocations at once write one event.
-        locked = ApiToken.objects.select_for_update().get(pk=token.pk)
-        if locked.revoked_at is not None:
-            token.revoked_at = locked.revoked_at
+        now = timezone.now()
+        # One statement decides: of two revocations at once, the second finds the row
+        # revoked (it waits for the first's row lock, then re-reads) and writes nothing.
+        changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        if not changed:
+            token.refresh_from_db(fields=["revoked_at"])
             return False
-        token.revoked_at = timezone.now()
-        ApiToken.objects.filter(pk=token.pk).update(revoked_at=token.revoked_at)
+        token.revoked_at = now
         record(
             actor=actor,
             action="revoke_api_token",

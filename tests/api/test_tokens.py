@@ -3,14 +3,18 @@ revoked at once, acting with their user's role, and named in every audit event o
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection, connections
+from django.test import Client
 from django.utils import timezone
 
 from audit.log import verify
 from audit.models import AuditEvent
+from portal import tokens
 from portal.models import ApiToken, digest
 
 pytestmark = pytest.mark.django_db
@@ -204,3 +208,42 @@ def test_anonymous_gets_401_on_every_token_route(client, users):
         assert response["Content-Type"] == "application/problem+json"
     token.refresh_from_db()
     assert token.usable
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL only")
+@pytest.mark.django_db(transaction=True)
+def test_two_revocations_at_once_write_one_event(users, monkeypatch):
+    """Two administrators' scripts revoke the same token at the same moment, each on its own
+    connection: both are told it is revoked, the log says so once."""
+    target, _ = make(users["helpdesk"], "leaked")
+    secrets = [make(users["admin"], f"script {n}")[1] for n in range(2)]
+    start, answers, errors = threading.Barrier(2), [], []
+    # Both requests pass each permission check together, so they reach the revocation
+    # together: a check-then-write there would let both write.
+    together = threading.Barrier(2, timeout=10)
+    can_manage_all = tokens.can_manage_all
+
+    def in_step(user):
+        together.wait()
+        return can_manage_all(user)
+
+    monkeypatch.setattr(tokens, "can_manage_all", in_step)
+
+    def revoke(secret):
+        try:
+            start.wait()
+            response = Client().delete(f"{TOKENS}{target.pk}/", headers=bearer(secret))
+            answers.append(response.status_code)
+        except Exception as exc:  # reported below: an assert in a thread would be lost
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=revoke, args=(secret,)) for secret in secrets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and answers == [204, 204]
+    assert AuditEvent.objects.filter(action="revoke_api_token").count() == 1
+    assert verify().ok
