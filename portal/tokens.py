@@ -88,7 +88,7 @@ def revoke(actor, token: ApiToken, request=None) -> bool:
 
 
 def status(token: ApiToken) -> str:
-    """"active", "expired" or "revoked"."""
+    """ "active", "expired" or "revoked"."""
     if token.revoked_at is not None:
         return "revoked"
     if token.expires_at is not None and token.expires_at <= timezone.now():

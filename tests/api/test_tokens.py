@@ -51,7 +51,11 @@ def test_a_new_token_is_shown_once_and_stored_hashed(client, users):
     assert one.status_code == 200 and "secret" not in one.json()
 
     event = AuditEvent.objects.get(action="create_api_token")
-    assert (event.actor_name, event.outcome, event.target_id) == ("aud", "succeeded", str(row["id"]))
+    assert (event.actor_name, event.outcome, event.target_id) == (
+        "aud",
+        "succeeded",
+        str(row["id"]),
+    )
     assert secret not in repr(AuditEvent.objects.values().get(pk=event.pk))
 
 
@@ -117,7 +121,9 @@ def test_revoking_stops_the_token_at_once_and_is_audited_naming_the_token_used(c
     # Again: nothing more happens, and it is still listed, revoked.
     assert client.delete(f"{TOKENS}{pipeline.pk}/", headers=bearer(spare_secret)).status_code == 204
     assert AuditEvent.objects.filter(action="revoke_api_token").count() == 1
-    listed = {t["name"]: t for t in client.get(TOKENS, headers=bearer(spare_secret)).json()["results"]}
+    listed = {
+        t["name"]: t for t in client.get(TOKENS, headers=bearer(spare_secret)).json()["results"]
+    }
     assert listed["pipeline"]["status"] == "revoked" and listed["spare"]["status"] == "active"
     assert verify().ok
 

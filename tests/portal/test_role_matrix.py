@@ -87,7 +87,7 @@ PAGES = {
     "dashboard": ("Dashboard", {}),
     "dashboard helpdesk": ("-> helpdesk", {}),  # the helpdesk's home is its search
     "preferences": ("Preferences", {}),
-    "tokens": ("API tokens", {f'href="/accounts/tokens/all/"': {ADMIN}}),
+    "tokens": ("API tokens", {'href="/accounts/tokens/all/"': {ADMIN}}),
     "tokens_all": ("Every user's API tokens", {}),
     "helpdesk": ("Helpdesk", {}),
     "helpdesk_confirm": ("Refresh MX-1?", {}),

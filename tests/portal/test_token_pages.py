@@ -42,9 +42,12 @@ def test_every_role_makes_a_token_whose_secret_is_shown_once(client, users, role
     assert token.digest == digest(secret)
     assert secret not in repr(ApiToken.objects.values().get(pk=token.pk))
     # It works, with its user's role.
-    assert Client().get("/api/v1/tokens/", headers={"Authorization": f"Bearer {secret}"}).json()[
-        "results"
-    ][0]["name"] == "pipeline"
+    assert (
+        Client()
+        .get("/api/v1/tokens/", headers={"Authorization": f"Bearer {secret}"})
+        .json()["results"][0]["name"]
+        == "pipeline"
+    )
 
     again = client.get(reverse("tokens")).content.decode()
     assert secret not in again and not SECRET.search(again)
@@ -79,7 +82,10 @@ def test_an_expired_token_shows_as_expired_and_no_longer_works(client, users):
     token, secret = ApiToken.issue(users["auditor"], "old", timezone.now() - dt.timedelta(1))
     client.force_login(users["auditor"])
     assert b"status-expired" in client.get(reverse("tokens")).content
-    assert Client().get("/api/v1/tokens/", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    assert (
+        Client().get("/api/v1/tokens/", headers={"Authorization": f"Bearer {secret}"}).status_code
+        == 401
+    )
 
 
 def test_revoking_asks_then_stops_the_token_at_once(client, users):
@@ -134,7 +140,12 @@ def test_an_administrator_sees_and_revokes_everyones_tokens(client, users):
     assert done.status_code == 302 and done["Location"] == reverse("tokens_all")
     desk.refresh_from_db()
     assert desk.revoked_at is not None
-    assert Client().get("/api/v1/tokens/", headers={"Authorization": f"Bearer {desk_secret}"}).status_code == 401
+    assert (
+        Client()
+        .get("/api/v1/tokens/", headers={"Authorization": f"Bearer {desk_secret}"})
+        .status_code
+        == 401
+    )
     event = AuditEvent.objects.get(action="revoke_api_token")
     assert (event.actor_name, event.parameters["owner"]) == ("ada", "hal")
 
@@ -154,3 +165,23 @@ def test_csrf_is_required_to_make_or_revoke_a_token(users):
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
     made = browser.post(reverse("tokens"), {"name": "real", "csrfmiddlewaretoken": csrf})
     assert made.status_code == 200 and SECRET.search(made.content.decode())
+
+
+def test_django_admin_lists_tokens_and_revokes_them_audited(client, users):
+    users["admin"].is_staff = True
+    users["admin"].save()
+    desk, desk_secret = ApiToken.issue(users["helpdesk"], "desk")
+    client.force_login(users["admin"])
+    changelist = reverse("admin:portal_apitoken_changelist")
+    page = client.get(changelist)
+    assert page.status_code == 200 and b"desk" in page.content
+    assert client.get(reverse("admin:portal_apitoken_add")).status_code == 403
+    assert client.get(reverse("admin:portal_apitoken_change", args=[desk.pk])).status_code == 200
+
+    done = client.post(changelist, {"action": "revoke", "_selected_action": [desk.pk], "index": 0})
+    assert done.status_code == 302
+    desk.refresh_from_db()
+    assert desk.revoked_at is not None
+    api = Client().get("/api/v1/tokens/", headers={"Authorization": f"Bearer {desk_secret}"})
+    assert api.status_code == 401
+    assert AuditEvent.objects.get(action="revoke_api_token").parameters["owner"] == "hal"
