@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import caches
 
+from audit.models import AuditEvent
 from portal.api.throttles import PerTokenRateThrottle
 from portal.models import ApiToken
 
@@ -53,6 +54,14 @@ def test_a_token_over_its_rate_gets_429_with_retry_after(client, users, rate, re
     assert any(busy_token.prefix.encode() in key for key in redis_conn.keys("throttle:*"))
     # Each token has its budget: another token of the same user is not slowed down.
     assert client.get("/api/v1/pools/", headers=bearer(other)).status_code == 200
+
+
+def test_refused_calls_count_too_so_denials_cannot_flood_the_audit_log(client, users, rate):
+    rate("2/minute")
+    _, secret = ApiToken.issue(users["helpdesk"], "desk")
+    statuses = [client.get("/api/v1/pools/", headers=bearer(secret)).status_code for _ in range(4)]
+    assert statuses == [403, 403, 429, 429]
+    assert AuditEvent.objects.filter(outcome="denied").count() == 2
 
 
 def test_a_session_user_is_limited_too(client, users, rate, redis_conn):
