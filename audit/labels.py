@@ -37,6 +37,10 @@ ACTION_NAMES = {
     "helpdesk": "Use the helpdesk",
     "view_audit": "View the audit log",
     "export_audit": "Export the audit log",
+    # Personal API tokens.
+    "create_api_token": "Create an API token",
+    "revoke_api_token": "Revoke an API token",
+    "manage_api_tokens": "Manage every user's API tokens",
     # Sign-in and requests.
     "login": "Sign in",
     "rejected_input": "Request rejected (bad input)",
@@ -69,6 +73,9 @@ DETAIL_LABELS = {
     "up_to_event": "Up to event",
     "whole_pool": "Whole pool",
     "state": "State before",
+    "api_token": "API token",
+    "expires_at": "Expires",
+    "owner": "Owner",
 }
 
 

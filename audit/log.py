@@ -55,7 +55,7 @@ def record(
             target_name=str(target) if target is not None else "",
             outcome=outcome,
             message=message,
-            parameters=parameters or {},
+            parameters=_with_api_token(parameters, request),
             operation=operation,
             request_id=getattr(request, "request_id", "") if request is not None else "",
             ip=_client_ip(request),
@@ -89,6 +89,17 @@ def record_denial(
             request=request,
         )
     return PermissionDenied(message)
+
+
+def _with_api_token(parameters: dict | None, request) -> dict:
+    """The parameters, naming the API token the request was made with, if any: the API's
+    authentication puts it on the request (portal/api/authentication.py). Read generically,
+    as this app knows nothing of the portal: any object whose str() names it."""
+    parameters = dict(parameters or {})
+    token = getattr(request, "api_token", None) if request is not None else None
+    if token is not None:
+        parameters["api_token"] = str(token)
+    return parameters
 
 
 def _client_ip(request) -> str | None:

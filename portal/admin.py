@@ -1,10 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from composer import endpoint_drivers
 from composer.drivers import registry
 from pools.models import HypervisorEndpoint
-from portal import endpoint_forms
+from portal import endpoint_forms, tokens
+from portal.models import ApiToken
 
 
 @admin.register(HypervisorEndpoint)
@@ -49,3 +50,40 @@ class EndpointAdmin(admin.ModelAdmin):
     @admin.display(description="where")
     def where(self, obj):
         return endpoint_drivers.describe(obj).summary
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's tokens, read-only: revoking (audited, portal/tokens.py) is the one change.
+    A token is made by its user (its secret is shown to them once) and never deleted here,
+    so that its history stays."""
+
+    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "state"]
+    list_filter = ["revoked_at", "expires_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = [
+        "user",
+        "name",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    fields = readonly_fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="status")
+    def state(self, obj):
+        return tokens.status(obj)
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = sum(tokens.revoke(request.user, token, request=request) for token in queryset)
+        self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)

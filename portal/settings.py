@@ -240,11 +240,26 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api.problems.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per token (or session user): portal/api/throttles.py, counted in the "throttle" cache.
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttles.PerTokenRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": os.environ.get("API_RATE_USER", "1200/minute"),
         "agent": os.environ.get("API_RATE_AGENT", "120/minute"),
     },
     "PAGE_SIZE": 100,
+}
+# The default cache stays in each process's memory (portal/live.py). The API's rate limits
+# need counts every gunicorn worker shares: the "throttle" cache is Redis. (Never clear() it:
+# that empties the whole Redis database, job queues included.)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "throttle",
+        # A Redis outage must not hold up every API call (the limit is then not applied).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Linked-clone portal API",

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 
-from portal import audit_views, helpdesk, time_zones, views
+from portal import audit_views, helpdesk, time_zones, token_views, views
 from portal.security import PortalAuthenticationForm
 
 # django-rq's stats.json/<token>/ (under admin/rq/, and again in the admin's django_rq pages)
@@ -28,6 +28,9 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/preferences/", time_zones.preferences, name="preferences"),
+    path("accounts/tokens/", token_views.own_tokens, name="tokens"),
+    path("accounts/tokens/all/", token_views.all_tokens, name="tokens_all"),
+    path("accounts/tokens/<int:pk>/revoke/", token_views.revoke, name="token_revoke"),
     path("audit/", audit_views.audit_log, name="audit"),
     path("audit/export/", audit_views.audit_export, name="audit_export"),
     path("helpdesk/", helpdesk.search, name="helpdesk"),

@@ -43,6 +43,7 @@ def pytest_configure(config):
     settings.SIMULATOR_REDIS_URL = url
     for queue in settings.RQ_QUEUES.values():
         queue["URL"] = url
+    settings.CACHES["throttle"]["LOCATION"] = url  # the API's rate limits
 
 
 def pytest_unconfigure(config):

@@ -19,6 +19,9 @@ def requires(*perms: str, action: str) -> type[BasePermission]:
             if not (user and user.is_authenticated):
                 return False  # DRF answers 401 with WWW-Authenticate
             if not user.has_perms(perms):
+                # DRF checks the rate after the permissions: a refused call is counted here,
+                # so that a script cannot fill the audit log with denials at full speed.
+                view.check_throttles(request)
                 raise deny(request._request, action)
             return True
 

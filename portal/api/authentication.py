@@ -34,7 +34,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        # The audit log names the token behind each call (audit.log.record reads it).
+        # The audit log names the token in every event recorded with this request
+        # (audit.log.record reads it): views pass request=request._request to the services.
         request._request.api_token = token
         return token.user, token
 
@@ -54,5 +55,6 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "A personal API token (Preferences > API tokens): lcp_...",
+            "description": "A personal API token, lcp_... (made on the API tokens page, "
+            "/accounts/tokens/, linked beside your name at the top of every page).",
         }

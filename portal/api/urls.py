@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import inventory
+from portal.api import inventory, tokens
 from portal.api.problems import json_problem
 
 app_name = "api"
@@ -23,6 +23,8 @@ v1 = [
     # -- operations -------------------------------------------------------------------------
     # -- audit log --------------------------------------------------------------------------
     # -- tokens -----------------------------------------------------------------------------
+    path("tokens/", tokens.TokenList.as_view(), name="tokens"),
+    path("tokens/<int:pk>/", tokens.TokenDetail.as_view(), name="token"),
     # -- webhooks ---------------------------------------------------------------------------
     # -- desktop agents ---------------------------------------------------------------------
 ]

@@ -40,6 +40,9 @@ MATRIX = {
     "dashboard": ("", EVERYONE, EVERYONE),
     # Each user's own time zone.
     "preferences": ("", EVERYONE, EVERYONE),
+    # Each user's own API tokens; every user's: administrators.
+    "tokens": ("", EVERYONE, EVERYONE),
+    "tokens_all": ("", {ADMIN}, {ADMIN}),
     # Auditors read everything: they see the helpdesk search, without its actions.
     "helpdesk": ("", EVERYONE, EVERYONE),
     "helpdesk_confirm": ("desktop:refresh", {ADMIN, HELPDESK}, {ADMIN, HELPDESK}),
@@ -73,6 +76,9 @@ MATRIX = {
 }
 # Not the portal's own pages: sign-in and out, Django's admin and django-rq's (staff only).
 OUTSIDE = {"login", "logout"}
+# Pages of an object its user owns: someone else's is 404 (its id reveals nothing), not 403,
+# so they have tests of their own per role.
+OWN_OBJECTS = {"token_revoke": "tests/portal/test_token_pages.py"}
 
 # What a role allowed to GET a page finds there: the page's heading (an <h1>, or an <h2> for
 # a live part; the first line for a CSV), then markup that only the listed roles get (their
@@ -81,6 +87,8 @@ PAGES = {
     "dashboard": ("Dashboard", {}),
     "dashboard helpdesk": ("-> helpdesk", {}),  # the helpdesk's home is its search
     "preferences": ("Preferences", {}),
+    "tokens": ("API tokens", {'href="/accounts/tokens/all/"': {ADMIN}}),
+    "tokens_all": ("Every user's API tokens", {}),
     "helpdesk": ("Helpdesk", {}),
     "helpdesk_confirm": ("Refresh MX-1?", {}),
     "audit": ("Audit log", {}),
@@ -180,7 +188,7 @@ def test_every_endpoint_is_in_the_matrix():
             names |= {f"{namespace}:{p.name}" for p in pattern.url_patterns if p.name}
         elif pattern.name:
             names.add(pattern.name)
-    covered = {name.split(" ")[0] for name in MATRIX} | OUTSIDE
+    covered = {name.split(" ")[0] for name in MATRIX} | OUTSIDE | set(OWN_OBJECTS)
     assert names - covered == set(), "add these endpoints to the role matrix"
 
 

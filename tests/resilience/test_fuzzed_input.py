@@ -87,6 +87,7 @@ from composer.queue import queue
 from pools.models import BaseImage, Desktop, HypervisorEndpoint, Pool
 from pools.states import DesktopState
 from portal import desktop_filters, helpdesk
+from portal.models import ApiToken
 from portal.roles import OUR_APPS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -142,6 +143,8 @@ PATH_OBJECTS = {
     ("composer:cancel", "pk"): "operation",
     ("composer:pause", "pk"): "operation",
     ("composer:resume", "pk"): "operation",
+    ("token_revoke", "pk"): "token",
+    ("api:token", "pk"): "token",
 }
 # The portal's routes that take a word: the words it knows (others are fuzzed too).
 PATH_WORDS = {
@@ -266,6 +269,9 @@ def world(users, lab, make_pool, run_jobs, settings):
     elsewhere = HypervisorEndpoint.objects.create(name="sim-elsewhere")
     other_image = BaseImage.objects.create(endpoint=elsewhere, name="Other", parent_vm="none")
     superuser = User.objects.create_superuser("root", password="pw-root")
+    # API tokens: the administrator's own, and the helpdesk's (someone else's to the others).
+    own_token, _ = ApiToken.issue(admin, "fuzz")
+    other_token, _ = ApiToken.issue(users["helpdesk"], "desk")
 
     ids = {
         "pool": {"own": [own.pk], "other": [other.pk]},
@@ -278,6 +284,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "endpoint": {"own": [lab.endpoint.pk], "other": [elsewhere.pk]},
         "datastore": {"own": [ds.pk for ds in lab.ds.values()], "other": []},
         "version": {"own": [lab.v1.pk, lab.v2.pk], "other": []},
+        "token": {"own": [own_token.pk], "other": [other_token.pk]},
     }
     models = {
         "pool": Pool,
@@ -285,6 +292,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "operation": Operation,
         "image": BaseImage,
         "endpoint": HypervisorEndpoint,
+        "token": ApiToken,
     }
     unknown = {kind: (max(_ids(model.objects), default=0) + 1000) for kind, model in models.items()}
     unknown["datastore"] = unknown["version"] = 10_000
