@@ -31,6 +31,10 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 MATRIX = {
     "api:pools": ("", {"GET": READERS}),
     "api:pool": ("pool", {"GET": READERS}),
+    # Each user's own tokens (another's is 404 to them, tests/api/test_tokens.py); here, the
+    # administrator's.
+    "api:tokens": ("", {"GET": EVERYONE, "POST": EVERYONE}),
+    "api:token": ("token", {"GET": EVERYONE, "DELETE": EVERYONE}),
 }
 # Served to anyone, signed in or not: the schema and its reference page.
 PUBLIC = {"api:schema", "api:docs"}
@@ -61,6 +65,7 @@ def world(users, lab):
         "image": lab.v1.image,
         "version": lab.v1,
         "datastore": lab.ds["ds-a"],
+        "token": ApiToken.issue(users["admin"], "an administrator's")[0],
     }
 
 

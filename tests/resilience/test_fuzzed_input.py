@@ -145,6 +145,7 @@ PATH_OBJECTS = {
     ("composer:resume", "pk"): "operation",
     ("token_revoke", "pk"): "token",
     ("api:token", "pk"): "token",
+    ("api:pool", "pk"): "pool",
 }
 # The portal's routes that take a word: the words it knows (others are fuzzed too).
 PATH_WORDS = {
