@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import inventory
+from portal.api import inventory, webhooks
 from portal.api.problems import json_problem
 
 app_name = "api"
@@ -24,6 +24,13 @@ v1 = [
     # -- audit log --------------------------------------------------------------------------
     # -- tokens -----------------------------------------------------------------------------
     # -- webhooks ---------------------------------------------------------------------------
+    path("webhooks/", webhooks.WebhookList.as_view(), name="webhooks"),
+    path("webhooks/<int:pk>/", webhooks.WebhookDetail.as_view(), name="webhook"),
+    path(
+        "webhooks/<int:pk>/deliveries/",
+        webhooks.WebhookDeliveries.as_view(),
+        name="webhook_deliveries",
+    ),
     # -- desktop agents ---------------------------------------------------------------------
 ]
 

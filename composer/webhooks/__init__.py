@@ -1,0 +1,17 @@
+"""Webhooks: administrators register HTTPS endpoints for operation events; the engine emits
+the events where an operation changes (emitting.py), RQ jobs POST them signed, with bounded
+retries (delivery.py). Hooks are managed through hooks.py by the pages and the API alike.
+"""
+
+from composer.webhooks.emitting import emit
+from composer.webhooks.events import (
+    DESKTOP_FAILED,
+    EVENTS,
+    FINISHED,
+    PAUSED,
+    PING,
+    RESUMED,
+    STARTED,
+)
+
+__all__ = ["DESKTOP_FAILED", "EVENTS", "FINISHED", "PAUSED", "PING", "RESUMED", "STARTED", "emit"]
