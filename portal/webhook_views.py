@@ -56,9 +56,7 @@ def webhook_detail(request, pk: int):
             messages.success(request, f"Webhook {form.cleaned_data['name']} saved.")
             return redirect("webhooks:detail", hook.pk)
     page = Paginator(hooks.deliveries(hook), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
-        request, "portal/webhook_detail.html", {"hook": hook, "form": form, "page": page}
-    )
+    return render(request, "portal/webhook_detail.html", {"hook": hook, "form": form, "page": page})
 
 
 @never_cache

@@ -100,7 +100,8 @@ def change(actor, hook: Webhook, spec: HookSpec, request=None) -> Webhook:
     spec = spec.checked()
     with transaction.atomic():
         hook = Webhook.objects.select_for_update().get(pk=hook.pk)
-        hook.name, hook.url, hook.events, hook.active = spec.name, spec.url, spec.events, spec.active
+        hook.name, hook.url, hook.events = spec.name, spec.url, spec.events
+        hook.active = spec.active
         hook.save(update_fields=["name", "url", "events", "active"])
         record(
             actor=actor,

@@ -13,8 +13,14 @@ from composer.models import Webhook, WebhookDelivery
 from composer.webhooks import EVENTS, hooks
 from composer.webhooks.addresses import MAX_LENGTH
 from portal.api.access import requires
+from portal.api.pagination import CursorPages
 
 Manage = requires(hooks.MANAGE, action="manage_webhooks")
+
+
+class NewestFirst(CursorPages):
+    # CursorPagination orders by its own attribute, not the view's.
+    ordering = "-id"
 
 
 class WebhookSerializer(serializers.ModelSerializer):
@@ -67,7 +73,6 @@ class WebhookList(generics.ListCreateAPIView):
     serializer_class = WebhookSerializer
     permission_classes = [Manage]
     queryset = Webhook.objects.select_related("created_by")
-    ordering = "id"
 
     @extend_schema(responses={201: CreatedWebhookSerializer})
     def post(self, request, *args, **kwargs):
@@ -96,7 +101,7 @@ class WebhookDeliveries(generics.ListAPIView):
 
     serializer_class = DeliverySerializer
     permission_classes = [Manage]
-    ordering = "-id"
+    pagination_class = NewestFirst
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the schema generator

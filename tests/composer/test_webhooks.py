@@ -12,6 +12,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from composer import services, webhooks
 from composer.models import Operation, WebhookDelivery
 from composer.queue import queue
@@ -246,8 +247,6 @@ def test_emitting_costs_one_query_without_hooks_and_does_not_grow_with_them(user
 
 
 def test_only_administrators_manage_hooks_and_the_secret_is_not_audited(users, receiver):
-    from audit.models import AuditEvent
-
     for role in ("helpdesk", "auditor"):
         with pytest.raises(PermissionDenied):
             hooks.register(users[role], hooks.HookSpec("x", receiver.url, [webhooks.STARTED]))
