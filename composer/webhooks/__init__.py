@@ -3,6 +3,9 @@ the events where an operation changes (emitting.py), RQ jobs POST them signed, w
 retries (delivery.py). Hooks are managed through hooks.py by the pages and the API alike.
 """
 
+# The delivery job's module too, so a worker has it loaded before it forks (composer/worker.py
+# imports the jobs, which import this).
+from composer.webhooks import delivery  # noqa: F401
 from composer.webhooks.emitting import emit
 from composer.webhooks.events import (
     DESKTOP_FAILED,
