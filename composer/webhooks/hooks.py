@@ -63,10 +63,6 @@ def _authorize(actor, action: str, request, target=None) -> None:
     )
 
 
-def may_manage(actor) -> bool:
-    return actor.has_perm(MANAGE)
-
-
 def _audited(hook: Webhook) -> dict:
     return {"name": hook.name, "url": hook.url, "events": hook.events, "active": hook.active}
 
