@@ -22,6 +22,7 @@ from composer import (
     preparation,
     services,
     steps,
+    webhooks,
 )
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import DesktopTask, Operation
@@ -48,6 +49,7 @@ def run_operation(operation_id: int) -> str:
         if operation.status in (Status.QUEUED, Status.SCHEDULED):
             operation.status, operation.started_at = Status.RUNNING, timezone.now()
             operation.save(update_fields=["status", "started_at"])
+            webhooks.emit(webhooks.STARTED, operation)
         elif operation.status != Status.RUNNING or operation.prepared_at is not None:
             # Started already, paused, or ended: nothing to do twice.
             return f"operation {operation_id} is {operation.status}"

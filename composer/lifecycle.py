@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from audit.log import record
-from composer import replicas
+from composer import replicas, webhooks
 from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool
 from pools.states import ALLOWED, DesktopState, transition
@@ -39,6 +39,13 @@ def fail_task(task: DesktopTask, message: str) -> None:
         )
         if not owned:
             return
+        webhooks.emit(
+            webhooks.DESKTOP_FAILED,
+            task.operation_id,
+            desktop=task.desktop_name,
+            step=task.step,
+            error=message[:2000],
+        )
         desktop = Desktop.objects.select_for_update().filter(pk=task.desktop_id).first()
         if desktop is None:
             return
@@ -103,6 +110,7 @@ def refuse(operation_id: int, message: str) -> None:
             operation=operation,
             message=message,
         )
+        webhooks.emit(webhooks.FINISHED, operation, outcome=operation.status, error=message)
 
 
 def finish_if_done(operation_id: int) -> bool:
@@ -129,19 +137,27 @@ def finish_if_done(operation_id: int) -> bool:
             operation.status = Status.SUCCEEDED
         operation.finished_at = timezone.now()
         operation.save(update_fields=["status", "finished_at"])
+        desktops = {
+            "succeeded": succeeded,
+            "failed": failed,
+            "halted": counts.get(TaskStatus.HALTED, 0),
+            "skipped": counts.get(TaskStatus.SKIPPED, 0),
+        }
         record(
             actor=operation.requested_by,
             action=operation.kind,
             outcome=operation.status,
             target=operation.audit_target(),
             operation=operation,
-            parameters={
-                "succeeded": succeeded,
-                "failed": failed,
-                "halted": counts.get(TaskStatus.HALTED, 0),
-                "skipped": counts.get(TaskStatus.SKIPPED, 0),
-            },
+            parameters=desktops,
             message=operation.error,
+        )
+        webhooks.emit(
+            webhooks.FINISHED,
+            operation,
+            outcome=operation.status,
+            desktops=desktops,
+            error=operation.error,
         )
     log.info("operation %s ended %s", operation_id, operation.status)
     _after(operation)

@@ -299,3 +299,72 @@ class EndpointCheck(models.Model):
     @property
     def job_id(self) -> str:
         return f"endpoint-check-{self.pk}"
+
+
+class Webhook(models.Model):
+    """An HTTPS endpoint an administrator registered for operation events
+    (composer/webhooks/): each event it subscribes to becomes a signed POST."""
+
+    name = models.CharField(max_length=100)
+    url = models.CharField(max_length=2000)
+    # Event names (composer/webhooks/events.py). Matched in Python: an estate has a handful
+    # of hooks, and emitting reads them all in one query.
+    events = models.JSONField(default=list)
+    # Needed in clear to sign each delivery, so stored as is; shown once, when created or
+    # rotated, and never listed again (pages, API).
+    secret = models.CharField(max_length=100, editable=False)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        # Administrators only, reading included: no view_ permission for auditors to inherit
+        # (portal/roles.py gives auditors every view_ permission).
+        default_permissions = ()
+        permissions = [("manage_webhooks", "Manage webhooks")]
+
+    def __str__(self):
+        return self.name
+
+
+class WebhookDelivery(models.Model):
+    """One event for one hook: what was sent, each attempt's outcome, when the next is due."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    operation = models.ForeignKey(
+        Operation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    payload = models.JSONField(default=dict)
+    attempts = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True, help_text="The first 1 KB of the answer.")
+    error = models.TextField(blank=True)
+    # When a pending delivery is (next) due; while an attempt is under way, when it is
+    # presumed lost (the reconciler then sends it again: composer/webhooks/delivery.py).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        default_permissions = ()
+        indexes = [
+            models.Index(fields=["webhook", "-id"], name="delivery_webhook_newest"),
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.event} to {self.webhook_id} #{self.pk}"
+
+    def job_id(self, attempt: int) -> str:
+        return f"webhook-delivery-{self.pk}-{attempt}"

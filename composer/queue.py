@@ -31,6 +31,8 @@ URGENT = "urgent"
 RUN_OPERATION = "composer.jobs.run_operation"
 RUN_DESKTOP = "composer.jobs.run_desktop"
 RUN_ENDPOINT_CHECK = "composer.jobs.run_endpoint_check"
+# A webhook delivery (composer/webhooks/delivery.py): always on the default queue.
+RUN_WEBHOOK_DELIVERY = "composer.webhooks.delivery.deliver"
 
 # Job ids a request could not enqueue; None outside a request that collects them.
 _unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(

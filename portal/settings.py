@@ -277,3 +277,10 @@ SPECTACULAR_SETTINGS = {
         "portal.api.schema.add_problem_responses",
     ],
 }
+
+# Webhooks (composer/webhooks/): how long a receiver has to answer, how often deliveries
+# whose job was lost are queued again (composer/cron.py), and whether plain http to this
+# machine is accepted (a local receiver; DEBUG accepts it too). https otherwise, always.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+WEBHOOK_REQUEUE_INTERVAL_SECONDS = env_int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", 30, minimum=1)
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)

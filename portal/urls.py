@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 
-from portal import audit_views, helpdesk, time_zones, token_views, views
+from portal import audit_views, helpdesk, time_zones, token_views, views, webhook_views
 from portal.security import PortalAuthenticationForm
 
 # django-rq's stats.json/<token>/ (under admin/rq/, and again in the admin's django_rq pages)
@@ -15,6 +15,17 @@ NON_ASCII_TOKEN = r"stats.json/(?P<token>\w*[^\x00-\x7f]\w*)/?$"
 
 def refuse_token(request, token):
     return JsonResponse({"error": True, "description": "Invalid token."}, status=401)
+
+
+# Administrators' webhooks (portal/webhook_views.py).
+webhook_urls = [
+    path("", webhook_views.webhook_list, name="list"),
+    path("new/", webhook_views.webhook_create, name="create"),
+    path("<int:pk>/", webhook_views.webhook_detail, name="detail"),
+    path("<int:pk>/rotate/", webhook_views.webhook_rotate, name="rotate"),
+    path("<int:pk>/test/", webhook_views.webhook_test, name="test"),
+    path("<int:pk>/delete/", webhook_views.webhook_delete, name="delete"),
+]
 
 
 urlpatterns = [
@@ -37,6 +48,7 @@ urlpatterns = [
     path("helpdesk/desktops/<int:pk>/<str:action>/", helpdesk.confirm, name="helpdesk_confirm"),
     path("", include("portal.inventory_urls")),
     path("", include("portal.operation_urls")),
+    path("webhooks/", include((webhook_urls, "webhooks"))),
     re_path(rf"^admin/rq/{NON_ASCII_TOKEN}", refuse_token),
     path("admin/rq/", include("django_rq.urls")),
     re_path(rf"^admin/django_rq/dashboard/{NON_ASCII_TOKEN}", refuse_token),

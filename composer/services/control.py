@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log import Outcome, record
-from composer import dispatch, lifecycle
+from composer import dispatch, lifecycle, webhooks
 from composer.models import DesktopTask, Operation
 from composer.services.authorization import MAINTENANCE, authorize
 from composer.services.errors import OperationRefused
@@ -78,6 +78,8 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
             operation=operation,
             request=request,
         )
+        if operation.status == Status.CANCELLED:  # never started: nothing else ends it
+            webhooks.emit(webhooks.FINISHED, operation, outcome=operation.status, error="")
     if operation.status == Status.CANCELLING:
         if operation.prepared_at is None:
             # Not started on desktops yet: nothing in flight, end it now.
@@ -87,7 +89,9 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
     return operation
 
 
-def _switch(actor, operation: Operation, action: str, old: str, new: str, request) -> Operation:
+def _switch(
+    actor, operation: Operation, action: str, old: str, new: str, event: str, request
+) -> Operation:
     _authorize(actor, operation, action, request)
     with transaction.atomic():
         operation = _locked(operation)
@@ -103,16 +107,21 @@ def _switch(actor, operation: Operation, action: str, old: str, new: str, reques
             operation=operation,
             request=request,
         )
+        webhooks.emit(event, operation, by=actor.get_username())
     return operation
 
 
 def pause(actor, operation: Operation, request=None) -> Operation:
     """Desktops in flight finish their current desktop; no new one starts until resumed."""
-    return _switch(actor, operation, "pause", Status.RUNNING, Status.PAUSED, request)
+    return _switch(
+        actor, operation, "pause", Status.RUNNING, Status.PAUSED, webhooks.PAUSED, request
+    )
 
 
 def resume(actor, operation: Operation, request=None) -> Operation:
-    operation = _switch(actor, operation, "resume", Status.PAUSED, Status.RUNNING, request)
+    operation = _switch(
+        actor, operation, "resume", Status.PAUSED, Status.RUNNING, webhooks.RESUMED, request
+    )
     dispatch.dispatch(operation.pool.endpoint_id)
     lifecycle.finish_if_done(operation.pk)
     return operation

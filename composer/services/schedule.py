@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from audit.log import Outcome, record
+from composer import webhooks
 from composer.models import DesktopTask, Operation
 from composer.queue import RUN_OPERATION, enqueue_at_on_commit, enqueue_on_commit
 from composer.services.errors import OperationRefused
@@ -87,6 +88,7 @@ def _cancel_if_empty(operation_id: int) -> Operation | None:
     operation.status, operation.finished_at = Status.CANCELLED, timezone.now()
     operation.error = "every desktop's schedule was replaced by a later request"
     operation.save(update_fields=["status", "finished_at", "error"])
+    webhooks.emit(webhooks.FINISHED, operation, outcome=operation.status, error=operation.error)
     return operation
 
 

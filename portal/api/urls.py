@@ -11,7 +11,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import inventory, tokens
+from portal.api import inventory, tokens, webhooks
 from portal.api.problems import json_problem
 
 app_name = "api"
@@ -27,6 +27,13 @@ v1 = [
     path("tokens/", tokens.TokenList.as_view(), name="tokens"),
     path("tokens/<int:pk>/", tokens.TokenDetail.as_view(), name="token"),
     # -- webhooks ---------------------------------------------------------------------------
+    path("webhooks/", webhooks.WebhookList.as_view(), name="webhooks"),
+    path("webhooks/<int:pk>/", webhooks.WebhookDetail.as_view(), name="webhook"),
+    path(
+        "webhooks/<int:pk>/deliveries/",
+        webhooks.WebhookDeliveries.as_view(),
+        name="webhook_deliveries",
+    ),
     # -- desktop agents ---------------------------------------------------------------------
 ]
 

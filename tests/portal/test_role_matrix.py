@@ -14,7 +14,7 @@ from django.urls import get_resolver, reverse
 
 from audit.models import AuditEvent
 from composer import services
-from composer.models import DesktopTask, Operation
+from composer.models import DesktopTask, Operation, Webhook, WebhookDelivery
 from composer.queue import queue
 from pools.models import (
     Datastore,
@@ -73,6 +73,13 @@ MATRIX = {
     "composer:cancel": ("operation", {ADMIN}, {ADMIN}),  # GET asks to confirm
     "composer:pause": ("operation", None, {ADMIN}),
     "composer:resume": ("operation", None, {ADMIN}),
+    # Webhooks: administrators only, reading included.
+    "webhooks:list": ("", {ADMIN}, {ADMIN}),
+    "webhooks:create": ("", {ADMIN}, {ADMIN}),
+    "webhooks:detail": ("webhook", {ADMIN}, {ADMIN}),
+    "webhooks:rotate": ("webhook", None, {ADMIN}),
+    "webhooks:test": ("webhook", None, {ADMIN}),
+    "webhooks:delete": ("webhook", {ADMIN}, {ADMIN}),  # GET asks to confirm
 }
 # Not the portal's own pages: sign-in and out, Django's admin and django-rq's (staff only).
 OUTSIDE = {"login", "logout"}
@@ -111,6 +118,10 @@ PAGES = {
     "composer:operation": ("Provision", {'/cancel/">Cancel': {ADMIN}}),
     "composer:plan": ("Plan: Rebalance", {">Approve and run</button>": {ADMIN}}),
     "composer:cancel": ("Cancel Provision Matrix #", {}),
+    "webhooks:list": ("Webhooks", {}),
+    "webhooks:create": ("New webhook", {}),
+    "webhooks:detail": ("Webhook Matrix hook", {}),
+    "webhooks:delete": ("Delete webhook Matrix hook?", {}),
 }
 
 
@@ -139,6 +150,9 @@ def world(users, lab):
         "draft": draft,
         "endpoint": lab.endpoint,
         "image": lab.v1.image,
+        "webhook": Webhook.objects.create(
+            name="Matrix hook", url="https://hooks.example.com/", events=["operation.started"]
+        ),
     }
 
 
@@ -168,6 +182,8 @@ def snapshot():
             Replica,
             Datastore,
             ImageVersion,
+            Webhook,
+            WebhookDelivery,
         )
     } | {
         "statuses": sorted(Operation.objects.values_list("pk", "status")),
