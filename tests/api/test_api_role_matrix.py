@@ -15,6 +15,7 @@ from django.urls import get_resolver, reverse
 
 from audit.models import AuditEvent
 from composer import services
+from composer.models import Webhook
 from composer.queue import queue
 from portal.models import ApiToken
 from tests.portal.test_role_matrix import snapshot
@@ -35,6 +36,9 @@ MATRIX = {
     # administrator's.
     "api:tokens": ("", {"GET": EVERYONE, "POST": EVERYONE}),
     "api:token": ("token", {"GET": EVERYONE, "DELETE": EVERYONE}),
+    "api:webhooks": ("", {"GET": {ADMIN}, "POST": {ADMIN}}),
+    "api:webhook": ("webhook", {"GET": {ADMIN}, "DELETE": {ADMIN}}),
+    "api:webhook_deliveries": ("webhook", {"GET": {ADMIN}}),
 }
 # Served to anyone, signed in or not: the schema and its reference page.
 PUBLIC = {"api:schema", "api:docs"}
@@ -66,6 +70,9 @@ def world(users, lab):
         "version": lab.v1,
         "datastore": lab.ds["ds-a"],
         "token": ApiToken.issue(users["admin"], "an administrator's")[0],
+        "webhook": Webhook.objects.create(
+            name="Matrix hook", url="https://hooks.example.com/", events=["operation.started"]
+        ),
     }
 
 

@@ -82,7 +82,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from composer import kinds, services
-from composer.models import Operation
+from composer.models import Operation, Webhook
 from composer.queue import queue
 from pools.models import BaseImage, Desktop, HypervisorEndpoint, Pool
 from pools.states import DesktopState
@@ -146,6 +146,12 @@ PATH_OBJECTS = {
     ("token_revoke", "pk"): "token",
     ("api:token", "pk"): "token",
     ("api:pool", "pk"): "pool",
+    ("api:webhook", "pk"): "webhook",
+    ("api:webhook_deliveries", "pk"): "webhook",
+    ("webhooks:detail", "pk"): "webhook",
+    ("webhooks:rotate", "pk"): "webhook",
+    ("webhooks:test", "pk"): "webhook",
+    ("webhooks:delete", "pk"): "webhook",
 }
 # The portal's routes that take a word: the words it knows (others are fuzzed too).
 PATH_WORDS = {
@@ -273,6 +279,10 @@ def world(users, lab, make_pool, run_jobs, settings):
     # API tokens: the administrator's own, and the helpdesk's (someone else's to the others).
     own_token, _ = ApiToken.issue(admin, "fuzz")
     other_token, _ = ApiToken.issue(users["helpdesk"], "desk")
+    hooks = [
+        Webhook.objects.create(name=f"Fuzz hook {i}", url=f"https://hooks.example.com/{i}")
+        for i in (1, 2)
+    ]
 
     ids = {
         "pool": {"own": [own.pk], "other": [other.pk]},
@@ -286,6 +296,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "datastore": {"own": [ds.pk for ds in lab.ds.values()], "other": []},
         "version": {"own": [lab.v1.pk, lab.v2.pk], "other": []},
         "token": {"own": [own_token.pk], "other": [other_token.pk]},
+        "webhook": {"own": [hooks[0].pk], "other": [hooks[1].pk]},
     }
     models = {
         "pool": Pool,
@@ -294,6 +305,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "image": BaseImage,
         "endpoint": HypervisorEndpoint,
         "token": ApiToken,
+        "webhook": Webhook,
     }
     unknown = {kind: (max(_ids(model.objects), default=0) + 1000) for kind, model in models.items()}
     unknown["datastore"] = unknown["version"] = 10_000
