@@ -107,7 +107,8 @@ class IdempotencyKey(models.Model):
     # SHA-256 of the method, path and body: the same key with another request is refused.
     fingerprint = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    body = models.JSONField(null=True, blank=True)
+    # The answer as sent, byte for byte (a JSON column would reorder its keys).
+    body = models.TextField(blank=True)
     content_type = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 from functools import wraps
 
 from django.db import IntegrityError, transaction
+from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -124,16 +125,17 @@ def _run(row: IdempotencyKey, handler, view, request, *args, **kwargs) -> Respon
         row.delete()
         return response
     row.status_code = response.status_code
-    row.body = json.loads(JSONRenderer().render(response.data) or b"null")
-    row.content_type = response.content_type or ""
+    # Rendered as DRF will render it (JSON is the API's only renderer).
+    row.body = JSONRenderer().render(response.data).decode()
+    row.content_type = response.content_type or JSONRenderer.media_type
     row.save(update_fields=["status_code", "body", "content_type"])
     return response
 
 
-def _replay(row: IdempotencyKey) -> Response:
-    return Response(
+def _replay(row: IdempotencyKey) -> HttpResponse:
+    return HttpResponse(
         row.body,
         status=row.status_code,
-        content_type=row.content_type or None,
+        content_type=row.content_type,
         headers={"Idempotent-Replayed": "true"},
     )
