@@ -8,6 +8,7 @@ writes the audit event. The POSTs that start work honour an Idempotency-Key.
 
 from __future__ import annotations
 
+from django import forms
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -259,6 +260,16 @@ def _operation_form(pool: Pool, kind: str, data: dict, request) -> OperationForm
         allowed_names = ", ".join(form.kind_field_names) or "none"
         raise exceptions.ValidationError(
             {"options": [f"Not an option of {kind}: {', '.join(unknown)} ({allowed_names})."]}
+        )
+    # A checkbox takes any non-empty text as ticked; a script says true or false.
+    loose = [
+        name
+        for name, value in own.items()
+        if isinstance(form.fields[name], forms.BooleanField) and not isinstance(value, bool)
+    ]
+    if loose:
+        raise exceptions.ValidationError(
+            {f"options.{n}": ["Must be true or false."] for n in loose}
         )
     given = {name: data[name] for name in form.fields if name in data}
     given.update(own)

@@ -138,6 +138,8 @@ def test_create_a_pool_once_per_key_with_the_forms_rules(api, lab, run_jobs):
     typed = api["admin"].post("/api/v1/pools/", pool_body(lab, size="many", datastores="x"))
     assert {"size", "datastores"} <= set(assert_problem(typed, 400)["errors"])
     assert_problem(api["admin"].post("/api/v1/pools/", "[1, 2]"), 400)
+    for odd in ({"image_version": 10**30}, {"name": "a\x00"}, {"datastores": [10**30]}):
+        assert_problem(api["admin"].post("/api/v1/pools/", pool_body(lab, **odd)), 400)
 
     assert_problem(api["helpdesk"].post("/api/v1/pools/", pool_body(lab, name="Hd")), 403)
     assert audit("create_pool", "denied").count() == 1
@@ -309,6 +311,10 @@ def test_bad_operation_requests_are_400_with_the_field(api, lab, pool, users):
         ({"kind": "power", "options": {"action": "explode"}}, "options.action"),
         ({"kind": "refresh", "options": {"image_version": 1}}, "options"),
         ({"kind": "recompose", "options": {"image_version": 10**6}}, "options.image_version"),
+        ({"kind": "recompose", "options": {"image_version": 10**30}}, "options.image_version"),
+        ({"kind": "delete", "options": {"keep_disks": "maybe"}}, "options.keep_disks"),
+        ({"kind": "refresh", "warning_message": "a\x00b"}, "warning_message"),
+        ({"kind": "refresh", "start_at": "9999-12-31T23:59:59+00:00"}, "start_at"),
     ]
     for body, field in cases:
         problem = assert_problem(api["admin"].post(url, body), 400)
