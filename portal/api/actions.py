@@ -191,7 +191,9 @@ class PoolOperations(APIView):
     Busy desktops: the pages skip, in a bulk operation, the desktops another live operation
     holds. The API does too for the whole pool, but when the request lists desktops and any
     of them is busy it is refused with 409 naming each and its operation (`busy`), so a
-    script never believes it acted on a desktop it did not.
+    script never believes it acted on a desktop it did not. (A desktop taken by another
+    request between this check and the service's lock is still never held twice: the
+    service skips it, and the answer's task for it says "skipped", busy in which operation.)
 
     Helpdesk may do only what the helpdesk page allows (one desktop, now, a kind with a
     helpdesk permission); the service refuses anything else (403, audited)."""
