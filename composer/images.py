@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from audit.log import Outcome, record
 from composer import endpoint_drivers
-from composer.drivers.base import DriverError
+from composer.drivers.base import DriverError, DriverTimeout, Unreachable
 from composer.services.authorization import authorize
 from pools.models import BaseImage, ImageVersion
 
@@ -20,7 +20,12 @@ ACTION = "register_image_version"
 
 
 class VersionRefused(Exception):
-    """The version cannot be registered; the message says why, for the administrator."""
+    """The version cannot be registered; the message says why, for the administrator.
+    `unreachable`: the hypervisor did not answer, so the same request may succeed later."""
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def register_version(actor, image: BaseImage, snapshot: str, request=None) -> ImageVersion:
@@ -36,7 +41,7 @@ def register_version(actor, image: BaseImage, snapshot: str, request=None) -> Im
     problem = _check_name(snapshot)
     if not problem and image.versions.filter(snapshot=snapshot).exists():
         problem = f"{image.name} @ {snapshot} is registered already."
-    ref = None
+    ref, unreachable = None, False
     if not problem:
         try:
             ref = endpoint_drivers.for_endpoint(image.endpoint).describe_image(
@@ -44,6 +49,7 @@ def register_version(actor, image: BaseImage, snapshot: str, request=None) -> Im
             )
         except (DriverError, ValueError) as exc:
             problem = str(exc)
+            unreachable = isinstance(exc, Unreachable | DriverTimeout)
     if not problem and not ref.disk_mb:
         problem = f"the hypervisor did not report the size of {image.parent_vm}'s disks"
     if problem:
@@ -57,7 +63,7 @@ def register_version(actor, image: BaseImage, snapshot: str, request=None) -> Im
             message=problem,
             request=request,
         )
-        raise VersionRefused(problem)
+        raise VersionRefused(problem, unreachable=unreachable)
     try:
         with transaction.atomic():
             if image.parent_ref != ref.parent_ref:

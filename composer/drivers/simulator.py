@@ -460,6 +460,7 @@ class SimulatorDriver(Driver):
         return _vm_info(name, json.loads(raw))
 
     def describe_image(self, parent_vm: str, snapshot: str, parent_ref: str = "") -> ImageRef:
+        self._answering()
         raw = self.conn.get(self._k(f"vm:{parent_vm}"))
         parent = json.loads(raw) if raw else None
         if parent is None or parent["kind"] != "parent":

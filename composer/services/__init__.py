@@ -22,10 +22,12 @@ from composer.services.pools import (
 )
 from composer.services.requests import (
     Options,
+    Preview,
     approve,
     attach_disk,
     helpdesk_sized,
     plan_operation,
+    preview_operation,
     request_operation,
     required_permission,
     start_operation,
@@ -35,6 +37,7 @@ __all__ = [
     "OperationRefused",
     "Options",
     "PoolSpec",
+    "Preview",
     "approve",
     "attach_disk",
     "authorize",
@@ -47,6 +50,7 @@ __all__ = [
     "lock_scheduled_desktops",
     "pause",
     "plan_operation",
+    "preview_operation",
     "place_new_desktops",
     "request_operation",
     "required_permission",

@@ -151,6 +151,42 @@ def _plan(actor, pool, spec, chosen, options, extra, request) -> Operation:
     return operation
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a request would do, kept nowhere (PowerCLI's -WhatIf): the desktops it would act
+    on, those another live operation holds (desktop id -> its operation id), and for a
+    planned kind the plan it would be approved with."""
+
+    kind: str
+    desktops: list[Desktop]
+    busy: dict[int, int]
+    plan: dict | None
+
+
+def preview_operation(
+    actor,
+    pool: Pool,
+    kind: str,
+    desktops: list[Desktop] | None = None,
+    options: Options = Options(),
+    extra: dict | None = None,
+    request=None,
+) -> Preview:
+    """request_operation() without its effects: the same permission check (a denial is
+    recorded), the same choice of desktops and, for a planned kind, the same plan, but no
+    operation, no task and no audit event of work asked for."""
+    spec = kinds.get(kind)
+    whole_pool = desktops is None
+    chosen = _desktops(pool, desktops)
+    _authorize(actor, kind, pool, chosen, whole_pool, request, options, extra)
+    extra = spec.whole_pool(extra or {}) if whole_pool else (extra or {})
+    if not chosen and not (whole_pool and spec.acts_without_desktops(extra)):
+        raise OperationRefused("No desktops selected.")
+    held = busy(chosen)
+    plan = spec.plan(pool, chosen, extra, held).as_json() if spec.planned else None
+    return Preview(kind=kind, desktops=chosen, busy=held, plan=plan)
+
+
 def start_operation(actor, pool, kind, desktops=None, options=Options(), extra=None, **kw):
     """request_operation() for a kind that runs without a plan."""
     if kinds.get(kind).planned:

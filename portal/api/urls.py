@@ -11,16 +11,32 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import inventory, tokens, webhooks
+from portal.api import actions, inventory, tokens, webhooks
 from portal.api.problems import json_problem
 
 app_name = "api"
 
 v1 = [
     # -- inventory (read) -------------------------------------------------------------------
-    path("pools/", inventory.PoolList.as_view(), name="pools"),
+    # GET lists (inventory.PoolList), POST creates (actions.PoolCollection extends it).
+    path("pools/", actions.PoolCollection.as_view(), name="pools"),
     path("pools/<int:pk>/", inventory.PoolDetail.as_view(), name="pool"),
     # -- actions ----------------------------------------------------------------------------
+    path(
+        "images/<int:pk>/versions/",
+        actions.ImageVersionCreate.as_view(),
+        name="image-versions-create",
+    ),
+    path("pools/<int:pk>/datastores/", actions.PoolDatastores.as_view(), name="pool-datastores"),
+    path("pools/<int:pk>/operations/", actions.PoolOperations.as_view(), name="pool-operations"),
+    path("operations/<int:pk>/approve/", actions.OperationApprove.as_view(), name="approve"),
+    path("operations/<int:pk>/discard/", actions.OperationDiscard.as_view(), name="discard"),
+    path("operations/<int:pk>/pause/", actions.OperationPause.as_view(), name="pause"),
+    path("operations/<int:pk>/resume/", actions.OperationResume.as_view(), name="resume"),
+    path("operations/<int:pk>/cancel/", actions.OperationCancel.as_view(), name="cancel"),
+    # What a pipeline polls; api-read's operation detail supersedes it when it has
+    # status and tasks[] (desktop_name, status, error).
+    path("operations/<int:pk>/", actions.OperationState.as_view(), name="operation-state"),
     # -- operations -------------------------------------------------------------------------
     # -- audit log --------------------------------------------------------------------------
     # -- tokens -----------------------------------------------------------------------------
