@@ -12,7 +12,6 @@ from django import forms
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -180,6 +179,13 @@ class PoolDatastores(APIView):
 # -- operations -------------------------------------------------------------------------------
 
 
+def _run_permissions() -> list[str]:
+    """Every permission that lets its holder run some kind: maintenance, and each kind's
+    one-desktop helpdesk permission."""
+    own = {k.helpdesk_permission for k in kinds.all_kinds() if k.helpdesk_permission}
+    return [MAINTENANCE, *sorted(own)]
+
+
 class PoolOperations(APIView):
     """Start an operation on the pool, or on the desktops listed, with the options of the
     pool page's form (the same form checks them). A planned kind (recompose, rebalance)
@@ -198,8 +204,9 @@ class PoolOperations(APIView):
     Helpdesk may do only what the helpdesk page allows (one desktop, now, a kind with a
     helpdesk permission); the service refuses anything else (403, audited)."""
 
-    # Who may run what is the service's question (it depends on the kind and the desktops).
-    permission_classes = [IsAuthenticated]
+    # Who may run what is the service's question (it depends on the kind and the desktops);
+    # a role that may run nothing at all (auditors) is refused before the request is read.
+    permission_classes = [requires(*_run_permissions(), action="start_operation", any_of=True)]
 
     @extend_schema(
         request=s.OperationRequestSerializer,

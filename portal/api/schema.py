@@ -36,6 +36,9 @@ COMMON = {
     "429": "Too many requests: retry after Retry-After seconds.",
 }
 
+# A route that takes an Idempotency-Key (portal/api/idempotency.py) may also answer this.
+IDEMPOTENT = {"422": "This Idempotency-Key was used before for a different request."}
+
 
 def add_problem_responses(result, generator, request, public):
     """drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"])."""
@@ -47,7 +50,8 @@ def add_problem_responses(result, generator, request, public):
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             responses = operation.setdefault("responses", {})
-            for code, description in COMMON.items():
+            extra = IDEMPOTENT if _takes_idempotency_key(operation) else {}
+            for code, description in {**COMMON, **extra}.items():
                 responses.setdefault(
                     code,
                     {
@@ -56,3 +60,7 @@ def add_problem_responses(result, generator, request, public):
                     },
                 )
     return result
+
+
+def _takes_idempotency_key(operation) -> bool:
+    return any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))

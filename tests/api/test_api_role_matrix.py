@@ -30,8 +30,19 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 # URL name -> (its arguments, {method: roles allowed}). A method not listed is not offered.
 MATRIX = {
-    "api:pools": ("", {"GET": READERS}),
+    "api:pools": ("", {"GET": READERS, "POST": {ADMIN}}),
     "api:pool": ("pool", {"GET": READERS}),
+    "api:image-versions-create": ("image", {"POST": {ADMIN}}),
+    "api:pool-datastores": ("pool", {"PATCH": {ADMIN}}),
+    # Helpdesk may ask for one desktop, now, of a kind it may run: the service decides, after
+    # reading the request (tests/api/test_actions.py); an empty request is a 400 for anyone.
+    "api:pool-operations": ("pool", {"POST": {ADMIN, HELPDESK}}),
+    "api:approve": ("draft", {"POST": {ADMIN}}),
+    "api:discard": ("draft", {"POST": {ADMIN}}),
+    "api:pause": ("operation", {"POST": {ADMIN}}),
+    "api:resume": ("operation", {"POST": {ADMIN}}),
+    "api:cancel": ("operation", {"POST": {ADMIN}}),
+    "api:operation-state": ("operation", {"GET": READERS}),
     # Each user's own tokens (another's is 404 to them, tests/api/test_tokens.py); here, the
     # administrator's.
     "api:tokens": ("", {"GET": EVERYONE, "POST": EVERYONE}),
