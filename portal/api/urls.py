@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import inventory
+from portal.api import agent, inventory
 from portal.api.problems import json_problem
 
 app_name = "api"
@@ -25,6 +25,7 @@ v1 = [
     # -- tokens -----------------------------------------------------------------------------
     # -- webhooks ---------------------------------------------------------------------------
     # -- desktop agents ---------------------------------------------------------------------
+    path("agent/sessions", agent.SessionReport.as_view(), name="agent_sessions"),
 ]
 
 
