@@ -31,12 +31,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log import Outcome, record, record_denial
+from composer import endpoint_drivers
+from composer.drivers.base import DriverError
 from composer.inventory import follows_session
 from composer.jobs import schedule_dispatch
 from composer.models import DesktopTask
 from composer.services.authorization import authorize
 from pools.models import Desktop, HypervisorEndpoint
-from pools.sessions import handed_over
+from pools.sessions import Session, handed_over, session_of
 from pools.states import transition
 
 TOKEN_PREFIX = "lca_"
@@ -102,6 +104,29 @@ def endpoint_for_token(secret: str) -> HypervisorEndpoint | None:
     if endpoint is None or not hmac.compare_digest(endpoint.agent_token_digest, _digest(secret)):
         return None
     return endpoint
+
+
+# -- what pages show ---------------------------------------------------------------------------
+
+
+def reports_sessions(endpoint: HypervisorEndpoint) -> bool:
+    """Whether the endpoint's hypervisor reports sessions itself (a driver that cannot be
+    found: as if it did not, so its desktops show as unknown rather than break a page)."""
+    try:
+        return endpoint_drivers.driver_class(endpoint).reports_sessions
+    except DriverError:
+        return False
+
+
+def sessions_known(endpoint: HypervisorEndpoint) -> bool:
+    """Whether maintenance can wait for users on this endpoint: its hypervisor reports
+    sessions, or its desktops' agents do (it has an agent token)."""
+    return reports_sessions(endpoint) or bool(endpoint.agent_token_prefix)
+
+
+def session(desktop: Desktop) -> Session:
+    """The desktop's session as pages show it (its pool and endpoint loaded with it)."""
+    return session_of(desktop, reports_sessions(desktop.pool.endpoint))
 
 
 # -- reports ----------------------------------------------------------------------------------

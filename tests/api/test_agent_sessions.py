@@ -20,6 +20,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/agent/sessions"
+LOGOFF = {"desktop": "VC-A-1", "event": "logoff"}
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_logon_then_logoff_moves_the_session_and_the_state(client, estate):
     assert (desktop.session_user, desktop.state) == ("ann", DesktopState.CONNECTED)
     assert sessions.session_of(desktop, reports_sessions=False).kind == sessions.USER
 
-    assert post(client, estate["secret"], {"desktop": "VC-A-1", "event": "logoff"}).status_code == 200
+    assert post(client, estate["secret"], LOGOFF).status_code == 200
     desktop.refresh_from_db()
     assert (desktop.session_user, desktop.state) == ("", DesktopState.AVAILABLE)
     assert sessions.session_of(desktop, reports_sessions=False).kind == sessions.NOBODY
@@ -206,7 +207,7 @@ def test_a_logoff_wakes_a_desktop_waiting_for_its_user(client, estate, users):
     task = factories.task(
         operation, desktop, status="waiting", step="wait_for_logoff", retry_at=later
     )
-    assert post(client, estate["secret"], {"desktop": "VC-A-1", "event": "logoff"}).status_code == 200
+    assert post(client, estate["secret"], LOGOFF).status_code == 200
     task.refresh_from_db()
     assert task.retry_at <= timezone.now()
     assert DesktopTask.objects.get(pk=task.pk).status == "waiting"  # the dispatcher takes it on
