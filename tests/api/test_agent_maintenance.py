@@ -93,9 +93,7 @@ def test_an_unknown_session_is_waited_for_under_wait(users, pool, agent, run_job
     assert go_on(operation, run_jobs).status == Status.RUNNING  # still unknown: still waits
 
 
-def test_force_warns_through_the_agent_then_goes_on_after_the_grace(
-    users, pool, agent, run_jobs
-):
+def test_force_warns_through_the_agent_then_goes_on_after_the_grace(users, pool, agent, run_jobs):
     agent("AG-1", "logon", "ann")
     options = Options(logoff_policy="force", warning_message="Back soon", grace_seconds=300)
     operation = services.start_operation(
