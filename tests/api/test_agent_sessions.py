@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -211,3 +212,15 @@ def test_a_logoff_wakes_a_desktop_waiting_for_its_user(client, estate, users):
     task.refresh_from_db()
     assert task.retry_at <= timezone.now()
     assert DesktopTask.objects.get(pk=task.pk).status == "waiting"  # the dispatcher takes it on
+
+
+def test_the_hypervisors_page_makes_a_token_shown_once(client, estate, users):
+    client.force_login(users["admin"])
+    endpoint = estate["vc-b"]
+    page = client.post(f"/hypervisors/{endpoint.pk}/agent-token/")
+    assert page.status_code == 200 and page["Cache-Control"] == "no-store"
+    secret = re.search(r'id="agent-token">(lca_[^<]+)<', page.content.decode())[1]
+    answer = post(client, secret, {"desktop": "VC-B-1", "event": "heartbeat"})
+    assert answer.status_code == 200
+    listed = client.get("/hypervisors/").content.decode()
+    assert secret not in listed and f"lca_{secret.split('_')[1]}…" in listed
