@@ -53,7 +53,7 @@ def sync_endpoint(endpoint: HypervisorEndpoint) -> dict:
     return report
 
 
-def _follows_session(state: str, session_user: str) -> str | None:
+def follows_session(state: str, session_user: str) -> str | None:
     """The state a desktop takes from its session, or None to leave it: ready desktops
     follow their sessions; busy ones are left to their operation."""
     if session_user and state in (DesktopState.AVAILABLE, DesktopState.DISCONNECTED):
@@ -91,13 +91,13 @@ def sync_vms(endpoint: HypervisorEndpoint) -> dict:
                 continue  # deleted (by an operation) since it was read: nothing to flag
         if not sessions:
             continue
-        if _follows_session(desktop.state, vm.session_user) is None:
+        if follows_session(desktop.state, vm.session_user) is None:
             continue
         # The row read above may be stale: a worker may have taken the desktop into an
         # operation since. Decide again on the locked row, so that is never overwritten.
         with transaction.atomic():
             current = Desktop.objects.select_for_update().filter(pk=desktop.pk).first()
-            new_state = current and _follows_session(current.state, vm.session_user)
+            new_state = current and follows_session(current.state, vm.session_user)
             if new_state:
                 transition(current, new_state)
     # Rows exist before their VMs are cloned, so a VM being created is never an orphan.

@@ -16,9 +16,10 @@ from datetime import timedelta
 from django.utils import timezone
 
 from composer import endpoint_drivers
-from composer.drivers.base import CustomizationSpec, Driver, DriverError, NotFound
+from composer.drivers.base import POWER_OFF, CustomizationSpec, Driver, DriverError, NotFound
 from composer.models import DesktopTask, Operation
 from composer.replicas import ensure_replica, replica_info, sync_datastore
+from pools import sessions
 from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
 from pools.states import DesktopState, transition
 
@@ -84,14 +85,16 @@ def save(desktop: Desktop, *fields: str) -> None:
 
 def wait_for_logoff(ctx: Context) -> None:
     """Wait for the user to log off, or warn, give the grace period, then log them off."""
-    if not ctx.driver.reports_sessions:
-        return  # the hypervisor cannot tell (vSphere): nothing to wait for or warn
+    if not ctx.driver.reports_sessions and not ctx.pool.endpoint.agent_token_prefix:
+        return  # nobody reports sessions here (vCenter without agents): nothing to wait for
     try:
         vm = ctx.driver.get_vm(ctx.name)
     except NotFound:
         if ctx.kind.vm_may_be_gone:
             return  # the VM vanished: nobody to wait for, and delete cleans up the rest
         raise
+    if not ctx.driver.reports_sessions:
+        return _wait_for_reported_logoff(ctx, vm)
     if ctx.desktop.session_user != vm.session_user:
         ctx.desktop.session_user = vm.session_user
         save(ctx.desktop, "session_user")
@@ -101,17 +104,51 @@ def wait_for_logoff(ctx: Context) -> None:
         raise Wait(WAIT_RECHECK_SECONDS, f"waiting for {vm.session_user} to log off")
     warned = ctx.task.retry_at is not None
     if not warned:
-        message = ctx.operation.warning_message or (
-            f"This desktop goes into maintenance in {ctx.operation.grace_seconds} seconds. "
-            "Save your work and log off."
-        )
-        ctx.driver.send_message(ctx.name, message)
+        ctx.driver.send_message(ctx.name, _warning(ctx))
         raise Wait(
             ctx.operation.grace_seconds, f"{vm.session_user} warned; logoff forced after grace"
         )
     ctx.driver.log_off(ctx.name)
     ctx.desktop.session_user = ""
     save(ctx.desktop, "session_user")
+
+
+def _warning(ctx: Context) -> str:
+    return ctx.operation.warning_message or (
+        f"This desktop goes into maintenance in {ctx.operation.grace_seconds} seconds. "
+        "Save your work and log off."
+    )
+
+
+def _wait_for_reported_logoff(ctx: Context, vm) -> None:
+    """The same policy on a hypervisor that cannot tell who is logged on (vCenter), from
+    what the desktop's agent reported (pools/sessions.py). DESIGN: an unknown session (no
+    recent report) counts as logged on, so "wait" never rebuilds a desktop under a user it
+    cannot see; "force" warns through the agent, which receives the message and the logoff
+    request with its next report (composer/agent_sessions.py), and goes on after the grace
+    period whether or not the agent acted: the desktop is powered off and rebuilt anyway."""
+    if vm.power == POWER_OFF:
+        return  # nobody works on a powered-off desktop
+    # The agent may have reported since the row was read.
+    ctx.desktop.refresh_from_db(fields=["session_user", "session_reported_at"])
+    session = sessions.reported_session(ctx.desktop.session_user, ctx.desktop.session_reported_at)
+    if not session.logged_on:
+        return
+    who = session.user or "a user the desktop's agent has not reported on (session unknown)"
+    if not ctx.operation.forces_logoff:
+        raise Wait(WAIT_RECHECK_SECONDS, f"waiting for {who} to log off")
+    if ctx.task.retry_at is None:  # not warned yet
+        grace_ends = timezone.now() + timedelta(seconds=ctx.operation.grace_seconds)
+        ctx.desktop.agent_actions = sessions.warning_actions(_warning(ctx), grace_ends)
+        save(ctx.desktop, "agent_actions")
+        ctx.driver.send_message(ctx.name, _warning(ctx))  # logged: vCenter cannot show it
+        raise Wait(
+            ctx.operation.grace_seconds,
+            f"{who} warned through the desktop's agent; goes on after the grace period",
+        )
+    # The grace period is over: what was not handed over must not end a later session.
+    ctx.desktop.session_user, ctx.desktop.agent_actions = "", []
+    save(ctx.desktop, "session_user", "agent_actions")
 
 
 def maintenance(ctx: Context) -> None:

@@ -73,6 +73,11 @@ class HypervisorEndpoint(models.Model):
         blank=True,
         help_text="VMs carrying the portal's marker that no desktop or replica owns.",
     )
+    # The token the desktops' agents report sessions with (composer/agent_sessions.py): only
+    # its SHA-256 is kept, found by its prefix; shown once when made.
+    agent_token_prefix = models.CharField(max_length=16, blank=True, db_index=True, editable=False)
+    agent_token_digest = models.CharField(max_length=64, blank=True, editable=False)
+    agent_token_created_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self):
         return self.name
@@ -311,6 +316,12 @@ class Desktop(Stamped):
     )
     assigned_user = models.CharField(max_length=150, blank=True)
     session_user = models.CharField(max_length=150, blank=True)
+    # When the desktop's agent last reported its session (the report's own time), for
+    # hypervisors that cannot tell (pools/sessions.py); None: never.
+    session_reported_at = models.DateTimeField(null=True, blank=True)
+    # What the agent is asked to do at its next report (show a message, log the user off),
+    # put there by maintenance (composer/agent_sessions.py) and handed over once.
+    agent_actions = models.JSONField(default=list, blank=True)
     datastore = models.ForeignKey(Datastore, on_delete=models.PROTECT, related_name="desktops")
     replica = models.ForeignKey(
         Replica, on_delete=models.PROTECT, null=True, blank=True, related_name="desktops"

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from composer import endpoint_drivers
@@ -15,7 +16,13 @@ class EndpointAdmin(admin.ModelAdmin):
 
     list_display = ["name", "driver_label", "where", "max_provisioning", "max_maintenance"]
     # Written by the inventory sync (composer/inventory.py), not by hand.
-    readonly_fields = ["synced_at", "sync_error", "orphans"]
+    readonly_fields = [
+        "synced_at",
+        "sync_error",
+        "orphans",
+        "agent_token_prefix",
+        "agent_token_created_at",
+    ]
 
     def chosen_driver(self, request, obj=None) -> str:
         """The driver whose settings the page shows: the one posted, else the one asked for
@@ -41,6 +48,22 @@ class EndpointAdmin(admin.ModelAdmin):
                 format_html_join(", ", '<a href="?driver={}">{}</a>', others),
             )
         sets.append(("Last sync", {"fields": ["synced_at", "sync_error", "orphans"]}))
+        if obj is not None:
+            sets.append(
+                (
+                    "Desktop agents",
+                    {
+                        "fields": ["agent_token_prefix", "agent_token_created_at"],
+                        "description": format_html(
+                            "The token the desktops' agents report sessions with (shown once "
+                            'when made). Make or replace it on the <a href="{}#endpoint-{}">'
+                            "Hypervisors page</a>.",
+                            reverse("pools:hypervisors"),
+                            obj.pk,
+                        ),
+                    },
+                )
+            )
         return sets
 
     @admin.display(description="driver")

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from composer import endpoint_checks, endpoint_drivers
+from composer import agent_sessions, endpoint_checks, endpoint_drivers
 from composer.models import EndpointCheck, HypervisorTask
 from pools.models import HypervisorEndpoint
 from portal.permissions import require
@@ -74,3 +74,28 @@ def _check(request, pk: int, kind: str):
         request, f"{endpoint.name}: {check.get_kind_display().lower()} under way; see below."
     )
     return redirect(f"{reverse('pools:hypervisors')}#endpoint-{endpoint.pk}")
+
+
+# The agent token desktops report sessions with (composer/agent_sessions.py): made, or made
+# again (which locks the old one out), here; shown on this answer only, never stored.
+
+
+@require_POST
+@require("pools.change_hypervisorendpoint", action=agent_sessions.MAKE_TOKEN)
+def endpoint_agent_token(request, pk: int):
+    endpoint = get_object_or_404(HypervisorEndpoint, pk=pk)
+    replaced = bool(endpoint.agent_token_prefix)
+    secret = agent_sessions.make_token(request.user, endpoint, request=request)
+    response = render(
+        request,
+        "pools/endpoint_agent_token.html",
+        {
+            "endpoint": endpoint,
+            "secret": secret,
+            "replaced": replaced,
+            "portal_url": request.build_absolute_uri("/").rstrip("/"),
+            "timeout": settings.AGENT_SESSION_TIMEOUT_SECONDS,
+        },
+    )
+    response["Cache-Control"] = "no-store"  # the secret must not stay in a cache
+    return response

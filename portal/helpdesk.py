@@ -26,7 +26,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from composer import dispatch, kinds, services
+from composer import agent_sessions, dispatch, kinds, services
 from composer.models import DesktopTask, Operation
 from composer.services.authorization import MAINTENANCE, allowed
 from pools.models import Desktop
@@ -113,9 +113,11 @@ def search_desktops(q: str) -> tuple[list[Desktop], bool]:
         Desktop.objects.filter(
             Q(name__icontains=q) | Q(assigned_user__icontains=q) | Q(session_user__icontains=q)
         )
-        .select_related("pool", "datastore")
+        .select_related("pool__endpoint", "datastore")
         .order_by("name")[: RESULTS_SHOWN + 1]
     )
+    for desktop in found:
+        desktop.session = agent_sessions.session(desktop)  # a user, nobody, or unknown
     return found[:RESULTS_SHOWN], len(found) > RESULTS_SHOWN
 
 

@@ -18,4 +18,9 @@ urlpatterns = [
     path("hypervisors/", endpoint_views.endpoint_list, name="hypervisors"),
     path("hypervisors/<int:pk>/test/", endpoint_views.endpoint_test, name="hypervisor_test"),
     path("hypervisors/<int:pk>/sync/", endpoint_views.endpoint_sync, name="hypervisor_sync"),
+    path(
+        "hypervisors/<int:pk>/agent-token/",
+        endpoint_views.endpoint_agent_token,
+        name="hypervisor_agent_token",
+    ),
 ]

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.models import AuditEvent
-from composer import endpoint_drivers, images, kinds, naming, services
+from composer import agent_sessions, images, kinds, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask
@@ -95,7 +95,8 @@ def pool_live(request, pk: int):
     version, stamps = found
     if answer := live.unchanged(request, version):
         return answer
-    pool = get_object_or_404(Pool, pk=pk)
+    # With its endpoint (one join, no query more): its driver says whether sessions are known.
+    pool = get_object_or_404(Pool.objects.select_related("endpoint"), pk=pk)
     ids = pool_live_part.decode_ids(request.GET.get("rows", ""))
     since = pool_live_part.window(request.GET)
     active = pool_live_part.active_operations(pool)
@@ -207,7 +208,9 @@ def _desktop_table(request, pool: Pool, active: list, stamps: dict) -> dict:
 @require("pools.view_desktop", action="view_desktop")
 def desktop_detail(request, pk: int):
     desktop = get_object_or_404(
-        Desktop.objects.select_related("pool", "datastore", "image_version__image", "replica"),
+        Desktop.objects.select_related(
+            "pool__endpoint", "datastore", "image_version__image", "replica"
+        ),
         pk=pk,
     )
     tasks = list(
@@ -222,6 +225,7 @@ def desktop_detail(request, pk: int):
     )
     context = {
         "desktop": desktop,
+        "session": agent_sessions.session(desktop),
         "tasks": tasks,
         "current": current,
         "live": current is not None,
@@ -362,7 +366,7 @@ def pool_operate(request, pk: int, kind: str):
             # Irreversible: the button looks it (a deleted VM, a user's lost session).
             "dangerous": spec.dangerous,
             "planned": spec.planned,
-            "sessions_known": endpoint_drivers.driver_class(pool.endpoint).reports_sessions,
+            "sessions_known": agent_sessions.sessions_known(pool.endpoint),
             "form": form,
             "chosen": chosen[:NAMES_SHOWN] if chosen else chosen,
             "chosen_count": len(chosen) if chosen is not None else None,

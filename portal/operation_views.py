@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from composer import dispatch, endpoint_drivers, kinds, progress, services
+from composer import agent_sessions, dispatch, kinds, progress, services
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask, Operation
 from pools.models import WARN_PERCENT, PoolDatastore
@@ -152,7 +152,7 @@ def plan_detail(request, pk: int):
             "usage": _usage_rows(operation, plan),
             "sessions": plan.get("sessions", []),
             "sessions_known": operation.pool is None
-            or endpoint_drivers.driver_class(operation.pool.endpoint).reports_sessions,
+            or agent_sessions.sessions_known(operation.pool.endpoint),
             "skipped": operation.tasks.filter(status=TaskStatus.SKIPPED).order_by("desktop_name"),
             "unplaced": sorted((plan.get("unplaced") or {}).items()),
             "not_moved": sorted((plan.get("not_moved") or {}).items()),

@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from composer import progress
+from composer import agent_sessions, progress
 from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool
 from portal import live
@@ -158,6 +158,8 @@ def context(
         "live_url": reverse("pools:live", args=[pool.pk]) + "?" + poll,
         "poll_seconds": settings.POLL_SECONDS,
         "with_operations": operations,
+        # Whether the desktop rows' sessions come from the hypervisor or from the agents.
+        "reports_sessions": agent_sessions.reports_sessions(pool.endpoint),
     }
     if operations:
         data["recent_operations"] = Operation.objects.filter(pool=pool).order_by("-requested_at")[

@@ -224,6 +224,11 @@ LOGGING = {
     },
 }
 
+# Sessions reported by the desktops' agents (vCenter cannot tell who is logged on): a desktop
+# whose agent has not reported for this long has an "unknown" session (pools/sessions.py),
+# which maintenance under the "wait" policy treats as logged on. Agents heartbeat more often.
+AGENT_SESSION_TIMEOUT_SECONDS = env_int("AGENT_SESSION_TIMEOUT_SECONDS", 900, minimum=30)
+
 # The automation API (/api/v1/, portal/api/): Django REST framework over the same services as
 # the pages. A script signs in with a personal token (portal.models.ApiToken, "Authorization:
 # Bearer ..."); the browser's session works too, with its CSRF check. Errors are problem+json

@@ -11,7 +11,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import actions, inventory, tokens, webhooks
+from portal.api import actions, agent, inventory, tokens, webhooks
 from portal.api.problems import json_problem
 
 app_name = "api"
@@ -51,6 +51,7 @@ v1 = [
         name="webhook_deliveries",
     ),
     # -- desktop agents ---------------------------------------------------------------------
+    path("agent/sessions", agent.SessionReport.as_view(), name="agent_sessions"),
 ]
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from django import template
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from pools.sessions import session_of
 from portal.templatetags.portal_tags import mib, stamp
 
 register = template.Library()
@@ -24,18 +26,35 @@ ROW = (
 SWAP = format_html(' hx-swap-oob="{}"', "true")
 MISSING = format_html('<span class="flag">{}</span>', "missing")
 HALTED = format_html('<span class="flag">{}</span>', "task halted")
+# No recent report from the desktop's agent on a hypervisor that cannot tell (pools/sessions.py).
+UNKNOWN = format_html(
+    '<span class="flag session-unknown" title="{}">{}</span>',
+    "No recent report from the desktop's agent: maintenance treats it as logged on",
+    "unknown",
+)
 
 
 @register.simple_tag
-def desktop_rows(desktops, can_select=False, oob=False):
+def desktop_rows(desktops, can_select=False, oob=False, reports_sessions=True):
     """One <tr> per desktop. `oob`: sent by the live part, swapped in place out of band; its
     checkbox is then only a placeholder htmx replaces by the one on the page (hx-preserve),
-    ticked or not."""
+    ticked or not. `reports_sessions`: whether the pool's hypervisor reports sessions (else
+    its desktops' agents do, and a desktop without a recent report shows "unknown")."""
     prefix = reverse("pools:desktop", args=[0])[: -len("0/")]
-    return format_html_join("", ROW, (_row(d, prefix, can_select, oob) for d in desktops))
+    now = timezone.now()
+    return format_html_join(
+        "",
+        ROW,
+        (_row(d, prefix, can_select, oob, _session(d, reports_sessions, now)) for d in desktops),
+    )
 
 
-def _row(d, prefix: str, can_select: bool, oob: bool) -> tuple:
+def _session(d, reports_sessions: bool, now):
+    found = session_of(d, reports_sessions, now)
+    return UNKNOWN if found.unknown else found.user
+
+
+def _row(d, prefix: str, can_select: bool, oob: bool, session) -> tuple:
     select = ""
     if can_select and oob:
         select = format_html('<td><input id="pick-{}" hx-preserve></td>', d.pk)
@@ -69,7 +88,7 @@ def _row(d, prefix: str, can_select: bool, oob: bool) -> tuple:
         d.datastore.name,
         d.image_version.snapshot,
         d.assigned_user,
-        d.session_user,
+        session,
         stamp(d.state_changed_at),
         mib(d.delta_mb) if d.delta_mb else "",
     )

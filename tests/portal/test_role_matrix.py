@@ -65,6 +65,7 @@ MATRIX = {
     "pools:hypervisors": ("", READERS, READERS),
     "pools:hypervisor_test": ("endpoint", None, {ADMIN}),
     "pools:hypervisor_sync": ("endpoint", None, {ADMIN}),
+    "pools:hypervisor_agent_token": ("endpoint", None, {ADMIN}),
     "composer:operations": ("", READERS, READERS),
     "composer:operation": ("operation", READERS, READERS),
     "composer:plan": ("draft", READERS, READERS),

@@ -136,6 +136,7 @@ PATH_OBJECTS = {
     ("pools:image_version_add", "pk"): "image",
     ("pools:hypervisor_test", "pk"): "endpoint",
     ("pools:hypervisor_sync", "pk"): "endpoint",
+    ("pools:hypervisor_agent_token", "pk"): "endpoint",
     ("composer:operation", "pk"): "operation",
     ("composer:plan", "pk"): "operation",
     ("composer:approve", "pk"): "operation",
