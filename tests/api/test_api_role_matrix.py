@@ -27,6 +27,7 @@ EVERYONE = {ADMIN, HELPDESK, AUDITOR}
 READERS = {ADMIN, AUDITOR}
 ROLES = [ADMIN, HELPDESK, AUDITOR, "anonymous"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+AGENTS_ONLY = {}
 
 # URL name -> (its arguments, {method: roles allowed}). A method not listed is not offered.
 MATRIX = {
@@ -50,6 +51,9 @@ MATRIX = {
     "api:webhooks": ("", {"GET": {ADMIN}, "POST": {ADMIN}}),
     "api:webhook": ("webhook", {"GET": {ADMIN}, "DELETE": {ADMIN}}),
     "api:webhook_deliveries": ("webhook", {"GET": {ADMIN}}),
+    # Desktop agents only, with their endpoint's agent token (tests/api/test_agent_sessions.py):
+    # no person's token or session is accepted there.
+    "api:agent_sessions": ("", AGENTS_ONLY),
 }
 # Served to anyone, signed in or not: the schema and its reference page.
 PUBLIC = {"api:schema", "api:docs"}
@@ -139,7 +143,10 @@ def check(client, users, tokens, name, url, allowed_by_method, method, role):
     allowed = allowed_by_method.get(method, set())
     where = (name, method, role, response.status_code, response.content[:300])
     assert response.status_code < 500, where
-    if role == "anonymous":
+    if allowed_by_method is AGENTS_ONLY:
+        assert response.status_code == 401, where
+        assert AuditEvent.objects.count() == audit_before and snapshot() == before
+    elif role == "anonymous":
         assert response.status_code == 401, where
         assert response["Content-Type"] == "application/problem+json"
         assert AuditEvent.objects.count() == audit_before
