@@ -3,6 +3,8 @@ walk 50,000 desktops. The ordering must be unique: every listing orders by a uni
 
 from __future__ import annotations
 
+from base64 import b64decode
+
 from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -66,9 +68,14 @@ class CursorPages(CursorPagination):
         return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request):
+        encoded = request.query_params.get(self.cursor_query_param)
         try:
+            # DRF's decoding skips characters that are not base64: "!!!" would read as no
+            # cursor at all, the first page, which is not what was asked for.
+            if encoded and not b64decode(encoded.encode("ascii"), validate=True):
+                raise ValueError("empty cursor")
             cursor = super().decode_cursor(request)
-        except NotFound:
+        except (ValueError, NotFound):
             raise ValidationError({"cursor": [BAD_CURSOR]}) from None
         if cursor is not None and cursor.position is not None:
             self._check_position(cursor.position)

@@ -37,6 +37,7 @@ def _cursor(**tokens) -> str:
 BAD_CURSORS = [
     "!!!",
     "é",
+    "cD0x!",  # p=1 and a character base64 has not
     _cursor(p="abc"),
     _cursor(p=HUGE),
     _cursor(p="1\x00"),
@@ -91,32 +92,35 @@ def _problem(response, status: int) -> dict:
     return response.json()
 
 
-@pytest.mark.parametrize("route", LISTS)
-def test_a_bad_cursor_is_a_400(client, users, ids, route):
+def test_a_bad_cursor_or_page_size_is_a_400(client, users, ids):
     client.force_login(users["admin"])
-    url = "/api/v1/" + route.format(**ids)
-    for cursor in BAD_CURSORS:
-        assert "cursor" in _problem(client.get(url, {"cursor": cursor}), 400)["errors"]
+    for route in LISTS:
+        url = "/api/v1/" + route.format(**ids)
+        for cursor in BAD_CURSORS:
+            response = client.get(url, {"cursor": cursor})
+            if response.status_code == 200:
+                # Pools go by name: any text is a position among names, a page from there.
+                assert route == "pools/", (route, cursor)
+            else:
+                assert "cursor" in _problem(response, 400)["errors"], (route, cursor)
+        for size in ("abc", "-1", "0", "1001", HUGE, "\x00"):
+            _problem(client.get(url, {"page_size": size}), 400)
 
 
-@pytest.mark.parametrize("route", LISTS)
-def test_a_bad_page_size_falls_back_to_the_default(client, users, ids, route):
+def test_a_bad_filter_is_a_400_or_matches_nothing(client, users, ids):
     client.force_login(users["admin"])
-    url = "/api/v1/" + route.format(**ids)
-    for size in ("abc", "-1", "0", HUGE, "\x00"):
-        assert client.get(url, {"page_size": size}).status_code == 200
-
-
-@pytest.mark.parametrize("route, params, status", FILTERS)
-def test_a_bad_filter_is_a_400_or_matches_nothing(client, users, ids, route, params, status):
-    client.force_login(users["admin"])
-    response = client.get("/api/v1/" + route.format(**ids), params)
-    if status == 400:
-        assert list(_problem(response, 400)["errors"]) == list(params)
-    else:
-        assert response.status_code == 200
-        if "status" not in params:
-            assert response.json()["results"] == []
+    for route, params, status in FILTERS:
+        response = client.get("/api/v1/" + route.format(**ids), params)
+        where = (route, {k: v[:20] for k, v in params.items()}, response.content[:200])
+        if any("\x00" in value for value in params.values()):
+            # Refused before any view reads it (portal/middleware.py), and audited.
+            assert "NUL" in _problem(response, 400)["detail"], where
+        elif status == 400:
+            assert list(_problem(response, 400)["errors"]) == list(params), where
+        else:
+            assert response.status_code == 200, where
+            if "status" not in params:
+                assert response.json()["results"] == [], where
 
 
 @pytest.mark.parametrize(

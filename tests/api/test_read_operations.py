@@ -26,7 +26,9 @@ def estate(users):
     running = f.operation(
         sales, users["admin"], "refresh", "running", started_at=started, prepared_at=started
     )
-    for desktop, status in zip(desktops, ["succeeded", "failed", "running", "pending"]):
+    for desktop, status in zip(
+        desktops, ["succeeded", "failed", "running", "pending"], strict=True
+    ):
         f.task(running, desktop, status)
     done = f.operation(eng, users["helpdesk"], "power", "succeeded")
     gone = f.operation(sales, users["admin"], "delete", "succeeded")
