@@ -3,25 +3,35 @@ portal.audit_views.AuditFilterForm, so both filter alike), for auditors and admi
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics
+from rest_framework import generics, serializers
 from rest_framework.exceptions import ValidationError
 
 from audit.models import AuditEvent
 from portal.api import serializers as s
 from portal.api.access import requires
+from portal.api.inventory import checked
 from portal.audit_views import PAGE_FIELDS, ROLES, AuditFilterForm
 
+# An empty value means "any", as on the page's form.
+ISO_DAY = {"type": "string", "pattern": r"^(\d{4}-\d{2}-\d{2})?$"}
 PARAMETERS = [
     OpenApiParameter("who", str, description="Part of the actor's name."),
-    OpenApiParameter("role", str, enum=ROLES),
+    OpenApiParameter("role", str, enum=["", *ROLES]),
     OpenApiParameter("action", str, description="An action code, e.g. refresh (exact)."),
     OpenApiParameter("target", str, description="Part of the target's name."),
-    OpenApiParameter("outcome", str, enum=AuditEvent.Outcome.values),
-    OpenApiParameter("date_from", OpenApiTypes.DATE, description="From this day (portal time)."),
-    OpenApiParameter("date_to", OpenApiTypes.DATE, description="Up to this day, included."),
+    OpenApiParameter("outcome", str, enum=["", *AuditEvent.Outcome.values]),
+    OpenApiParameter("date_from", ISO_DAY, description="From this day (YYYY-MM-DD, portal time)."),
+    OpenApiParameter("date_to", ISO_DAY, description="Up to this day (YYYY-MM-DD), included."),
 ]
+
+
+class IsoDays(serializers.Serializer):
+    """The form reads dates in several local formats; the API says ISO 8601 (YYYY-MM-DD), so
+    it takes only that, as its schema documents."""
+
+    date_from = serializers.RegexField(ISO_DAY["pattern"], required=False, allow_blank=True)
+    date_to = serializers.RegexField(ISO_DAY["pattern"], required=False, allow_blank=True)
 
 
 class AuditLog(generics.ListAPIView):
@@ -33,6 +43,7 @@ class AuditLog(generics.ListAPIView):
     ordering = "-id"
 
     def get_queryset(self):
+        checked(IsoDays, self.request)
         form = AuditFilterForm(self.request.query_params)
         if not form.is_valid():
             raise ValidationError({field: list(errors) for field, errors in form.errors.items()})

@@ -6,7 +6,6 @@ to these serializers already attached, so a serializer never runs a query per ro
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -22,6 +21,8 @@ from pools.models import (
     Replica,
 )
 from pools.states import DesktopState
+
+NULLABLE_INT = {"type": "integer", "nullable": True}
 
 
 class Ref(serializers.Serializer):
@@ -102,7 +103,7 @@ class DatastoreSerializer(serializers.Serializer):
     )
     pools = DatastorePoolSerializer(many=True)
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(NULLABLE_INT)
     def get_overcommit_room_mb(self, row) -> int | None:
         limit = row.limit_mb
         return None if limit is None else max(0, limit - row.committed_mb)
@@ -245,7 +246,7 @@ class DesktopSerializer(serializers.ModelSerializer):
     pool = Ref(read_only=True)
     datastore = Ref(read_only=True)
     image_version = serializers.PrimaryKeyRelatedField(read_only=True)
-    replica = serializers.PrimaryKeyRelatedField(read_only=True)
+    replica = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = Desktop
@@ -310,7 +311,9 @@ class ProgressSerializer(serializers.Serializer):
 class OperationSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     pool = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="Null once the pool is deleted; pool_name stays."
+        read_only=True,
+        allow_null=True,
+        help_text="Null once the pool is deleted; pool_name stays.",
     )
     progress = ProgressSerializer(read_only=True)
     eta_seconds = serializers.SerializerMethodField(
@@ -344,7 +347,7 @@ class OperationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(NULLABLE_INT)
     def get_eta_seconds(self, operation) -> int | None:
         remaining = getattr(operation, "remaining", None)
         return None if remaining is None else round(remaining.total_seconds())
@@ -364,9 +367,13 @@ class OperationDesktopSerializer(serializers.ModelSerializer):
     """One desktop's progress inside an operation."""
 
     desktop = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="Null once the desktop is deleted; desktop_name stays."
+        read_only=True,
+        allow_null=True,
+        help_text="Null once the desktop is deleted; desktop_name stays.",
     )
-    target_datastore = serializers.PrimaryKeyRelatedField(read_only=True)
+    target_datastore = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="Where a rebalance moves it."
+    )
 
     class Meta:
         model = DesktopTask
@@ -428,7 +435,7 @@ class DesktopHistorySerializer(serializers.ModelSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    operation = serializers.PrimaryKeyRelatedField(read_only=True)
+    operation = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = AuditEvent
