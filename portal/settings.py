@@ -281,6 +281,8 @@ SPECTACULAR_SETTINGS = {
         "OperationStatusEnum": "composer.models.Operation.Status",
         "DesktopTaskStatusEnum": "composer.models.DesktopTask.Status",
         "ReplicaStatusEnum": "pools.models.Replica.Status",
+        "WebhookDeliveryStatusEnum": "composer.models.WebhookDelivery.Status",
+        "TokenStatusEnum": ["active", "expired", "revoked"],  # portal/api/tokens.py
     },
 }
 
