@@ -281,6 +281,14 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.api.schema.add_problem_responses",
     ],
+    # Several models have a `status`: each its own enum name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "OperationStatusEnum": "composer.models.Operation.Status",
+        "DesktopTaskStatusEnum": "composer.models.DesktopTask.Status",
+        "ReplicaStatusEnum": "pools.models.Replica.Status",
+        "WebhookDeliveryStatusEnum": "composer.models.WebhookDelivery.Status",
+        "TokenStatusEnum": ["active", "expired", "revoked"],  # portal/api/tokens.py
+    },
 }
 
 # Webhooks (composer/webhooks/): how long a receiver has to answer, how often deliveries

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -67,6 +68,14 @@ class Api:
             print(f"  ... retrying in {wait:.0f} s", file=sys.stderr)
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def pages(self, path: str):
+        """Every row of a list, following its cursor pages ("next" is a whole URL)."""
+        while path:
+            page = self.call("GET", path)
+            yield from page["results"]
+            following = urllib.parse.urlsplit(page["next"] or "")
+            path = following.path and f"{following.path}?{following.query}"
 
 
 def _problem(exc: urllib.error.HTTPError) -> dict:
@@ -144,10 +153,12 @@ def run(api: Api, args) -> int:
     while operation["status"] in ACTIVE:
         time.sleep(args.poll)
         operation = api.call("GET", f"/api/v1/operations/{operation['id']}/")
-        counts: dict[str, int] = {}
-        for task in operation["tasks"]:
-            counts[task["status"]] = counts.get(task["status"], 0) + 1
-        line = f"{operation['status']}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        p = operation["progress"]
+        line = (
+            f"{operation['status']}: {p['percent']}% ({p['succeeded']} succeeded, "
+            f"{p['failed']} failed, {p['running']} running, {p['waiting']} waiting, "
+            f"{p['pending']} pending of {p['total']})"
+        )
         if line != seen:
             print(line, flush=True)
             seen = line
@@ -158,8 +169,8 @@ def run(api: Api, args) -> int:
     print(f"operation #{operation['id']} ended {operation['status']}", file=sys.stderr)
     if operation.get("error"):
         print(f"  {operation['error']}", file=sys.stderr)
-    for task in operation["tasks"]:
-        if task["status"] in ("failed", "halted"):
+    for status in ("failed", "halted"):
+        for task in api.pages(f"/api/v1/operations/{operation['id']}/desktops/?status={status}"):
             print(f"  {task['desktop_name']}: {task['status']}: {task['error']}", file=sys.stderr)
     return 1
 

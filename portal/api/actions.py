@@ -327,17 +327,6 @@ def _dry_run(preview: services.Preview) -> dict:
     }
 
 
-class OperationState(APIView):
-    """An operation, its plan and each desktop's task (what a pipeline polls)."""
-
-    permission_classes = [requires("composer.view_operation", action="view_operation")]
-
-    @extend_schema(responses={200: s.OperationResultSerializer, 404: PROBLEM})
-    def get(self, request, pk: int):
-        operation = get_object_or_404(Operation.objects.select_related("requested_by"), pk=pk)
-        return Response(s.OperationResultSerializer(operation).data)
-
-
 def _control(action: str, run, doc: str, keyed: bool = False, audited_as: str = ""):
     """A POST that approves, discards, pauses, resumes or cancels an operation: the page's
     permission first, then the service (which checks again and audits); 409 when the

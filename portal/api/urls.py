@@ -11,16 +11,29 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal.api import actions, agent, inventory, tokens, webhooks
+from portal.api import actions, agent, audit_log, inventory, operations, tokens, webhooks
 from portal.api.problems import json_problem
 
 app_name = "api"
 
 v1 = [
     # -- inventory (read) -------------------------------------------------------------------
+    path("hypervisors/", inventory.HypervisorList.as_view(), name="hypervisors"),
+    path("hypervisors/<int:pk>/", inventory.HypervisorDetail.as_view(), name="hypervisor"),
+    path("datastores/", inventory.DatastoreList.as_view(), name="datastores"),
+    path("datastores/<int:pk>/", inventory.DatastoreDetail.as_view(), name="datastore"),
+    path("images/", inventory.ImageList.as_view(), name="images"),
+    path("images/<int:pk>/", inventory.ImageDetail.as_view(), name="image"),
+    path("image-versions/", inventory.ImageVersionList.as_view(), name="image_versions"),
+    path("image-versions/<int:pk>/", inventory.ImageVersionDetail.as_view(), name="image_version"),
+    path("replicas/", inventory.ReplicaList.as_view(), name="replicas"),
+    path("replicas/<int:pk>/", inventory.ReplicaDetail.as_view(), name="replica"),
     # GET lists (inventory.PoolList), POST creates (actions.PoolCollection extends it).
     path("pools/", actions.PoolCollection.as_view(), name="pools"),
     path("pools/<int:pk>/", inventory.PoolDetail.as_view(), name="pool"),
+    path("desktops/", inventory.DesktopList.as_view(), name="desktops"),
+    path("desktops/<int:pk>/", inventory.DesktopDetail.as_view(), name="desktop"),
+    path("desktops/<int:pk>/history/", inventory.DesktopHistory.as_view(), name="desktop_history"),
     # -- actions ----------------------------------------------------------------------------
     path(
         "images/<int:pk>/versions/",
@@ -34,11 +47,16 @@ v1 = [
     path("operations/<int:pk>/pause/", actions.OperationPause.as_view(), name="pause"),
     path("operations/<int:pk>/resume/", actions.OperationResume.as_view(), name="resume"),
     path("operations/<int:pk>/cancel/", actions.OperationCancel.as_view(), name="cancel"),
-    # What a pipeline polls; api-read's operation detail supersedes it when it has
-    # status and tasks[] (desktop_name, status, error).
-    path("operations/<int:pk>/", actions.OperationState.as_view(), name="operation-state"),
     # -- operations -------------------------------------------------------------------------
+    path("operations/", operations.OperationList.as_view(), name="operations"),
+    path("operations/<int:pk>/", operations.OperationDetail.as_view(), name="operation"),
+    path(
+        "operations/<int:pk>/desktops/",
+        operations.OperationDesktops.as_view(),
+        name="operation_desktops",
+    ),
     # -- audit log --------------------------------------------------------------------------
+    path("audit/", audit_log.AuditLog.as_view(), name="audit"),
     # -- tokens -----------------------------------------------------------------------------
     path("tokens/", tokens.TokenList.as_view(), name="tokens"),
     path("tokens/<int:pk>/", tokens.TokenDetail.as_view(), name="token"),

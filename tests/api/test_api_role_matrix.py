@@ -17,6 +17,7 @@ from audit.models import AuditEvent
 from composer import services
 from composer.models import Webhook
 from composer.queue import queue
+from pools.models import Replica
 from portal.models import ApiToken
 from tests.portal.test_role_matrix import snapshot
 
@@ -43,7 +44,6 @@ MATRIX = {
     "api:pause": ("operation", {"POST": {ADMIN}}),
     "api:resume": ("operation", {"POST": {ADMIN}}),
     "api:cancel": ("operation", {"POST": {ADMIN}}),
-    "api:operation-state": ("operation", {"GET": READERS}),
     # Each user's own tokens (another's is 404 to them, tests/api/test_tokens.py); here, the
     # administrator's.
     "api:tokens": ("", {"GET": EVERYONE, "POST": EVERYONE}),
@@ -54,6 +54,24 @@ MATRIX = {
     # Desktop agents only, with their endpoint's agent token (tests/api/test_agent_sessions.py):
     # no person's token or session is accepted there.
     "api:agent_sessions": ("", AGENTS_ONLY),
+    # -- inventory, operations and audit log (read) ---------------------------------------
+    "api:hypervisors": ("", {"GET": READERS}),
+    "api:hypervisor": ("endpoint", {"GET": READERS}),
+    "api:datastores": ("", {"GET": READERS}),
+    "api:datastore": ("datastore", {"GET": READERS}),
+    "api:images": ("", {"GET": READERS}),
+    "api:image": ("image", {"GET": READERS}),
+    "api:image_versions": ("", {"GET": READERS}),
+    "api:image_version": ("version", {"GET": READERS}),
+    "api:replicas": ("", {"GET": READERS}),
+    "api:replica": ("replica", {"GET": READERS}),
+    "api:desktops": ("", {"GET": EVERYONE}),  # helpdesk finds desktops (pools.view_desktop)
+    "api:desktop": ("desktop", {"GET": EVERYONE}),
+    "api:desktop_history": ("desktop", {"GET": EVERYONE}),
+    "api:operations": ("", {"GET": READERS}),
+    "api:operation": ("operation", {"GET": READERS}),
+    "api:operation_desktops": ("operation", {"GET": READERS}),
+    "api:audit": ("", {"GET": READERS}),
 }
 # Served to anyone, signed in or not: the schema and its reference page.
 PUBLIC = {"api:schema", "api:docs"}
@@ -84,6 +102,9 @@ def world(users, lab):
         "image": lab.v1.image,
         "version": lab.v1,
         "datastore": lab.ds["ds-a"],
+        "replica": Replica.objects.create(
+            image_version=lab.v1, datastore=lab.ds["ds-a"], name="matrix-replica"
+        ),
         "token": ApiToken.issue(users["admin"], "an administrator's")[0],
         "webhook": Webhook.objects.create(
             name="Matrix hook", url="https://hooks.example.com/", events=["operation.started"]

@@ -84,7 +84,7 @@ from hypothesis.errors import NoSuchExample
 from composer import kinds, services
 from composer.models import Operation, Webhook
 from composer.queue import queue
-from pools.models import BaseImage, Desktop, HypervisorEndpoint, Pool
+from pools.models import BaseImage, Desktop, HypervisorEndpoint, Pool, Replica
 from pools.states import DesktopState
 from portal import desktop_filters, helpdesk
 from portal.models import ApiToken
@@ -155,8 +155,16 @@ PATH_OBJECTS = {
     ("api:pause", "pk"): "operation",
     ("api:resume", "pk"): "operation",
     ("api:cancel", "pk"): "operation",
-    ("api:operation-state", "pk"): "operation",
     ("api:webhook", "pk"): "webhook",
+    ("api:hypervisor", "pk"): "endpoint",
+    ("api:datastore", "pk"): "datastore",
+    ("api:image", "pk"): "image",
+    ("api:image_version", "pk"): "version",
+    ("api:replica", "pk"): "replica",
+    ("api:desktop", "pk"): "desktop",
+    ("api:desktop_history", "pk"): "desktop",
+    ("api:operation", "pk"): "operation",
+    ("api:operation_desktops", "pk"): "operation",
     ("api:webhook_deliveries", "pk"): "webhook",
     ("webhooks:detail", "pk"): "webhook",
     ("webhooks:rotate", "pk"): "webhook",
@@ -294,6 +302,9 @@ def world(users, lab, make_pool, run_jobs, settings):
         for i in (1, 2)
     ]
 
+    replica, _ = Replica.objects.get_or_create(
+        image_version=lab.v1, datastore=lab.ds["ds-a"], defaults={"name": "fuzz-replica"}
+    )
     ids = {
         "pool": {"own": [own.pk], "other": [other.pk]},
         "desktop": {"own": [d.pk for d in desktops], "other": _ids(other.desktops)},
@@ -307,6 +318,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "version": {"own": [lab.v1.pk, lab.v2.pk], "other": []},
         "token": {"own": [own_token.pk], "other": [other_token.pk]},
         "webhook": {"own": [hooks[0].pk], "other": [hooks[1].pk]},
+        "replica": {"own": [replica.pk], "other": []},
     }
     models = {
         "pool": Pool,
@@ -318,7 +330,7 @@ def world(users, lab, make_pool, run_jobs, settings):
         "webhook": Webhook,
     }
     unknown = {kind: (max(_ids(model.objects), default=0) + 1000) for kind, model in models.items()}
-    unknown["datastore"] = unknown["version"] = 10_000
+    unknown["datastore"] = unknown["version"] = unknown["replica"] = 10_000
     usernames = [u.username for u in users.values()] + ["root", "alice", "bob"]
     sorts = list(desktop_filters.SORTS)
     words = {
