@@ -288,6 +288,9 @@ SPECTACULAR_SETTINGS = {
         "ReplicaStatusEnum": "pools.models.Replica.Status",
         "WebhookDeliveryStatusEnum": "composer.models.WebhookDelivery.Status",
         "TokenStatusEnum": ["active", "expired", "revoked"],  # portal/api/tokens.py
+        # Every kind (operations as they are), and those a pool's operations route starts.
+        "OperationKindEnum": "composer.kinds.choices",
+        "PoolOperationKindEnum": "portal.api.schema.pool_operation_kinds",
     },
 }
 

@@ -24,7 +24,7 @@ class VersionRequestSerializer(serializers.Serializer):
     )
 
 
-class ImageVersionSerializer(serializers.ModelSerializer):
+class RegisteredVersionSerializer(serializers.ModelSerializer):
     image = serializers.PrimaryKeyRelatedField(read_only=True)
     image_name = serializers.CharField(source="image.name", read_only=True)
 
@@ -69,7 +69,7 @@ class PoolDatastoresRequestSerializer(serializers.Serializer):
     datastores = serializers.ListField(child=DatastoreChoiceSerializer(), allow_empty=False)
 
 
-class PoolDatastoreSerializer(serializers.ModelSerializer):
+class PoolDatastoreLinkSerializer(serializers.ModelSerializer):
     datastore_name = serializers.CharField(source="datastore.name", read_only=True)
 
     class Meta:

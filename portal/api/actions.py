@@ -76,7 +76,7 @@ class ImageVersionCreate(APIView):
     @extend_schema(
         request=s.VersionRequestSerializer,
         parameters=[IDEMPOTENCY],
-        responses={201: s.ImageVersionSerializer, 400: PROBLEM, 409: PROBLEM, 503: PROBLEM},
+        responses={201: s.RegisteredVersionSerializer, 400: PROBLEM, 409: PROBLEM, 503: PROBLEM},
     )
     @idempotent
     def post(self, request, pk: int):
@@ -90,7 +90,7 @@ class ImageVersionCreate(APIView):
             if exc.unreachable:
                 return _unreachable(exc)
             raise exceptions.ValidationError({"snapshot": [str(exc)]}) from None
-        return Response(s.ImageVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return Response(s.RegisteredVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
 # -- pools ------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class PoolDatastores(APIView):
 
     @extend_schema(
         request=s.PoolDatastoresRequestSerializer,
-        responses={200: s.PoolDatastoreSerializer(many=True), 400: PROBLEM},
+        responses={200: s.PoolDatastoreLinkSerializer(many=True), 400: PROBLEM},
     )
     def patch(self, request, pk: int):
         pool = get_object_or_404(Pool.objects.select_related("endpoint"), pk=pk)
@@ -173,7 +173,7 @@ class PoolDatastores(APIView):
             raise exceptions.ValidationError(_errors_of(form))
         services.set_pool_datastores(request.user, pool, form.changes(), request=request._request)
         links = pool.pool_datastores.select_related("datastore").order_by("datastore__name")
-        return Response(s.PoolDatastoreSerializer(links, many=True).data)
+        return Response(s.PoolDatastoreLinkSerializer(links, many=True).data)
 
 
 # -- operations -------------------------------------------------------------------------------

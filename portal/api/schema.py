@@ -3,6 +3,8 @@ operation, so a client (and schemathesis, in the tests) knows what an error look
 
 from __future__ import annotations
 
+from composer import kinds
+
 PROBLEM = {
     "type": "object",
     "description": "An error, as RFC 9457 problem details.",
@@ -64,3 +66,8 @@ def add_problem_responses(result, generator, request, public):
 
 def _takes_idempotency_key(operation) -> bool:
     return any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
+
+
+def pool_operation_kinds() -> list[tuple[str, str]]:
+    """The kinds POST /api/v1/pools/<id>/operations/ starts: those the pool page offers."""
+    return [(k.name, k.label) for k in kinds.on_pool_page()]
