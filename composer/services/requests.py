@@ -83,6 +83,19 @@ def _authorize(actor, kind, pool, desktops, whole_pool, request, options=None, e
     )
 
 
+def _asked(actor, pool, kind, desktops, options, extra, request):
+    """What every request starts with, run or previewed: the kind, the desktops chosen, the
+    permission for them (a denial recorded), and the kind's options for them."""
+    spec = kinds.get(kind)
+    whole_pool = desktops is None
+    chosen = _desktops(pool, desktops)
+    _authorize(actor, kind, pool, chosen, whole_pool, request, options, extra)
+    extra = spec.whole_pool(extra or {}) if whole_pool else (extra or {})
+    if not chosen and not (whole_pool and spec.acts_without_desktops(extra)):
+        raise OperationRefused("No desktops selected.")
+    return spec, chosen, whole_pool, extra
+
+
 def request_operation(
     actor,
     pool: Pool,
@@ -101,13 +114,7 @@ def request_operation(
     Raises PermissionDenied (after recording the denial), OperationRefused, or
     kinds.UnknownKind.
     """
-    spec = kinds.get(kind)
-    whole_pool = desktops is None
-    chosen = _desktops(pool, desktops)
-    _authorize(actor, kind, pool, chosen, whole_pool, request, options, extra)
-    extra = spec.whole_pool(extra or {}) if whole_pool else (extra or {})
-    if not chosen and not (whole_pool and spec.acts_without_desktops(extra)):
-        raise OperationRefused("No desktops selected.")
+    spec, chosen, whole_pool, extra = _asked(actor, pool, kind, desktops, options, extra, request)
     if spec.planned:
         return _plan(actor, pool, spec, chosen, options, extra, request)
     try:
@@ -175,13 +182,7 @@ def preview_operation(
     """request_operation() without its effects: the same permission check (a denial is
     recorded), the same choice of desktops and, for a planned kind, the same plan, but no
     operation, no task and no audit event of work asked for."""
-    spec = kinds.get(kind)
-    whole_pool = desktops is None
-    chosen = _desktops(pool, desktops)
-    _authorize(actor, kind, pool, chosen, whole_pool, request, options, extra)
-    extra = spec.whole_pool(extra or {}) if whole_pool else (extra or {})
-    if not chosen and not (whole_pool and spec.acts_without_desktops(extra)):
-        raise OperationRefused("No desktops selected.")
+    spec, chosen, _, extra = _asked(actor, pool, kind, desktops, options, extra, request)
     held = busy(chosen)
     plan = spec.plan(pool, chosen, extra, held).as_json() if spec.planned else None
     return Preview(kind=kind, desktops=chosen, busy=held, plan=plan)

@@ -14,12 +14,11 @@ from django.db import transaction
 from django.urls import get_resolver, reverse
 
 from audit.models import AuditEvent
-from composer import services
-from composer.models import Webhook
 from composer.queue import queue
 from pools.models import Replica
 from portal.models import ApiToken
 from tests.portal.test_role_matrix import snapshot
+from tests.portal.test_role_matrix import world as page_world  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -78,37 +77,16 @@ PUBLIC = {"api:schema", "api:docs"}
 
 
 @pytest.fixture
-def world(users, lab):
-    operation = services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Matrix",
-            naming_pattern="MX-{n}",
-            size=3,
-            datastores=[lab.ds["ds-a"]],
-            image_version=lab.v1,
-            overcommit=4,
-        ),
-    )
-    pool = operation.pool
-    draft = services.plan_operation(users["admin"], pool, "rebalance")
-    queue().empty()
-    return {
-        "pool": pool,
-        "desktop": pool.desktops.first(),
-        "operation": operation,
-        "draft": draft,
-        "endpoint": lab.endpoint,
-        "image": lab.v1.image,
+def world(page_world, users, lab):  # noqa: F811 (page_world is the fixture imported above)
+    """The pages' matrix world (a pool with desktops, a queued operation, a plan awaiting
+    approval, a webhook), and what only the API reads."""
+    return page_world | {
         "version": lab.v1,
         "datastore": lab.ds["ds-a"],
         "replica": Replica.objects.create(
             image_version=lab.v1, datastore=lab.ds["ds-a"], name="matrix-replica"
         ),
         "token": ApiToken.issue(users["admin"], "an administrator's")[0],
-        "webhook": Webhook.objects.create(
-            name="Matrix hook", url="https://hooks.example.com/", events=["operation.started"]
-        ),
     }
 
 
