@@ -32,6 +32,9 @@ KEEP = timedelta(hours=24)
 # How long a retry waits for the first request's answer before telling the client to retry.
 WAIT_SECONDS = 60.0
 POLL_SECONDS = 0.05
+# A claimed key still unanswered after this long was left by a request that died with its
+# process: no request lives this long (gunicorn's timeout is shorter).
+ABANDONED = timedelta(minutes=5)
 MAX_LENGTH = 255
 
 
@@ -63,6 +66,13 @@ def idempotent(handler):
                 )
             if row.status_code is not None:
                 return _replay(row)
+            if row.created_at < timezone.now() - ABANDONED:
+                # Its request died with its process (a killed web worker) before answering:
+                # let the key go and run this one. The work itself cannot start twice: an
+                # operation carries the key in its one-time token (submission_token), a pool
+                # its unique name.
+                IdempotencyKey.objects.filter(pk=row.pk, status_code__isnull=True).delete()
+                continue
             if time.monotonic() > deadline:
                 return problem_response(
                     409,

@@ -197,7 +197,29 @@ def test_refresh_the_pool_once_per_key_and_it_runs(api, pool, run_jobs):
     run_jobs()
     state = api["admin"]("GET", f"/api/v1/operations/{operation.pk}/").json()
     assert state["status"] == "succeeded"
-    assert {t["status"] for t in state["tasks"]} == {"succeeded"}
+    assert (state["progress"]["succeeded"], state["progress"]["total"]) == (4, 4)
+    tasks = api["admin"]("GET", f"/api/v1/operations/{operation.pk}/desktops/").json()
+    assert {t["status"] for t in tasks["results"]} == {"succeeded"}
+
+
+def test_a_key_left_unanswered_by_a_dead_request_is_taken_over(api, pool):
+    """A web worker killed after the work committed but before the answer was kept leaves
+    the key claimed and unanswered: a retry after ABANDONED is answered with the same
+    operation (the service's one-time token), neither waiting for ever nor starting twice."""
+    url = f"/api/v1/pools/{pool.pk}/operations/"
+    body = {"kind": "refresh", "logoff_policy": "force", "grace_seconds": 0}
+    first = api["admin"].post(url, body, key="died")
+    assert first.status_code == 201
+    IdempotencyKey.objects.filter(key="died").update(
+        status_code=None, body="", created_at=timezone.now() - timedelta(minutes=6)
+    )
+
+    retried = api["admin"].post(url, body, key="died")
+
+    assert retried.status_code == 201, retried.content
+    assert retried.json()["id"] == first.json()["id"]
+    assert Operation.objects.filter(kind="refresh").count() == 1
+    assert IdempotencyKey.objects.get(key="died").status_code == 201
 
 
 def test_listed_busy_desktops_are_409_but_the_whole_pool_skips_them(api, users, pool):
