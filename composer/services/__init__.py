@@ -16,10 +16,12 @@ from composer.services.errors import OperationRefused
 from composer.services.holds import lock_desktops, lock_scheduled_desktops, skip_busy
 from composer.services.pools import (
     PoolSpec,
+    ResizePreview,
     create_pool,
     datastore_rooms,
     place_new_desktops,
     pool_desktop_count,
+    preview_resize,
     resize_pool,
     set_pool_datastores,
     surplus_desktops,
@@ -42,6 +44,7 @@ __all__ = [
     "Options",
     "PoolSpec",
     "Preview",
+    "ResizePreview",
     "approve",
     "attach_disk",
     "authorize",
@@ -55,6 +58,7 @@ __all__ = [
     "pause",
     "plan_operation",
     "preview_operation",
+    "preview_resize",
     "place_new_desktops",
     "pool_desktop_count",
     "request_operation",

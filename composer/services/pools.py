@@ -257,8 +257,8 @@ def resize_pool(actor, pool: Pool, new_size: int, request=None) -> Operation | N
         raise OperationRefused("A pool keeps at least one desktop; delete the pool instead.")
     with transaction.atomic():
         # One resize at a time per pool: the second counts what the first left.
-        pool = Pool.objects.select_for_update().select_related("image_version__image").get(
-            pk=pool.pk
+        pool = (
+            Pool.objects.select_for_update().select_related("image_version__image").get(pk=pool.pk)
         )
         current = pool_desktop_count(pool)
         old_size = pool.size
@@ -347,10 +347,42 @@ def _shrink(actor, pool: Pool, count: int, request) -> Operation:
     lock_desktops(pool.desktops.values_list("pk", flat=True))
     chosen, safe = surplus_desktops(pool, count)
     if len(chosen) < count:
-        raise OperationRefused(
-            f"Only {len(safe)} of the {count} desktops to remove can be removed safely "
-            "(the others are assigned, logged on to, busy or in the middle of a change)."
-        )
+        raise _too_few_safe(len(safe), count)
     return request_operation(
         actor, pool, "delete", chosen, extra={"keep_disks": True}, request=request
+    )
+
+
+@dataclass(frozen=True)
+class ResizePreview:
+    """What resize_pool would do now, kept nowhere: the desktops the pool counts, and the new
+    desktops it would place ((name, datastore name)) or those it would delete."""
+
+    current: int
+    new_size: int
+    added: list[tuple[str, str]]
+    removed: list[Desktop]
+
+
+def preview_resize(pool: Pool, new_size: int) -> ResizePreview:
+    """resize_pool() without its effects (no permission check: the caller's page has one).
+    Raises what resize_pool would: DoesNotFit, NamingError, OperationRefused."""
+    if new_size < 1:
+        raise OperationRefused("A pool keeps at least one desktop; delete the pool instead.")
+    current = pool_desktop_count(pool)
+    added, removed = [], []
+    if new_size > current:
+        added = place_new_desktops(resize_spec(pool, new_size - current))
+    elif new_size < current:
+        count = current - new_size
+        removed, safe = surplus_desktops(pool, count)
+        if len(removed) < count:
+            raise _too_few_safe(len(safe), count)
+    return ResizePreview(current=current, new_size=new_size, added=added, removed=removed)
+
+
+def _too_few_safe(safe: int, count: int) -> OperationRefused:
+    return OperationRefused(
+        f"Only {safe} of the {count} desktops to remove can be removed safely (the others "
+        "are assigned, logged on to, busy or in the middle of a change)."
     )

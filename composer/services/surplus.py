@@ -60,9 +60,7 @@ def _negated(name: str) -> tuple:
     return (-len(name), tuple(-ord(c) for c in name.upper()))
 
 
-def removable(
-    desktops: list[Desktop], held: dict[int, int], sessions_known: bool
-) -> list[Desktop]:
+def removable(desktops: list[Desktop], held: dict[int, int], sessions_known: bool) -> list[Desktop]:
     """The desktops that may go, in the order they go."""
     safe = [d for d in desktops if not unsafe_reason(d, held, sessions_known)]
     return sorted(safe, key=removal_order)

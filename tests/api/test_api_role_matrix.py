@@ -32,6 +32,8 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 MATRIX = {
     "api:pools": ("", {"GET": READERS}),
     "api:pool": ("pool", {"GET": READERS}),
+    # Resizing: administrators only (the pool page's Resize).
+    "api:pool-resize": ("pool", {"POST": {ADMIN}}),
     # Each user's own tokens (another's is 404 to them, tests/api/test_tokens.py); here, the
     # administrator's.
     "api:tokens": ("", {"GET": EVERYONE, "POST": EVERYONE}),
