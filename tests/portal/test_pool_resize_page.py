@@ -23,7 +23,7 @@ def pool(users, lab, run_jobs):
 def test_resize_shows_what_will_happen_then_does_it(client, users, pool, run_jobs):
     client.force_login(users["admin"])
     page = reverse("pools:resize", args=[pool.pk])
-    assert 'href="%s">Resize</a>' % page in client.get(pool.get_absolute_url()).content.decode()
+    assert f'href="{page}">Resize</a>' in client.get(pool.get_absolute_url()).content.decode()
 
     preview = client.post(page, {"size": 5}).content.decode()
 
