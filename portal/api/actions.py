@@ -196,6 +196,7 @@ class PoolResize(APIView):
             400: PROBLEM,
             403: PROBLEM,
             409: PROBLEM,
+            422: PROBLEM,  # the Idempotency-Key was used with another body
         },
     )
     @idempotent
