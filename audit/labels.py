@@ -19,6 +19,7 @@ ACTION_NAMES = {
     "view_plan": "View a plan",
     # Pools, images and hypervisors.
     "create_pool": "Create a pool",
+    "resize_pool": "Resize a pool",
     "pool_datastores": "Change a pool's datastores",
     "pool_deleted": "Pool deleted",
     "desktop_interrupted": "Desktop put in Error (its operation was lost)",
@@ -62,6 +63,8 @@ DETAIL_LABELS = {
     "naming_pattern": "Naming pattern",
     "overcommit": "Over-commit",
     "size": "Size",
+    "old_size": "Size before",
+    "new_size": "New size",
     "datastores": "Datastores",
     "succeeded": "Desktops succeeded",
     "failed": "Desktops failed",

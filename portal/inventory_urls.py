@@ -11,6 +11,7 @@ urlpatterns = [
     path("pools/<int:pk>/live/", views.pool_live, name="live"),
     path("pools/<int:pk>/operate/<str:kind>/", views.pool_operate, name="operate"),
     path("pools/<int:pk>/datastores/", views.pool_datastores, name="pool_datastores"),
+    path("pools/<int:pk>/resize/", views.pool_resize, name="resize"),
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop"),
     path("datastores/", views.datastore_list, name="datastores"),
     path("images/", views.image_list, name="images"),

@@ -15,7 +15,7 @@ from composer import agent_sessions, images, kinds, naming, services
 from composer.capacity import DoesNotFit
 from composer.drivers.base import DriverError
 from composer.models import DesktopTask
-from composer.services import create_pool, set_pool_datastores
+from composer.services import OperationRefused, create_pool, set_pool_datastores
 from composer.services.authorization import MAINTENANCE, allowed
 from pools import usage
 from pools.datastore_order import DatastoreOrderedIds
@@ -25,7 +25,7 @@ from portal import desktop_filters, live, pool_live_part
 from portal.desktop_filters import FLAGS, SORT_LABELS
 from portal.operation_forms import NAMES_SHOWN, OperationForm, resolve_desktops
 from portal.permissions import deny, require
-from portal.pool_forms import PoolDatastoresForm, PoolForm
+from portal.pool_forms import PoolDatastoresForm, PoolForm, PoolResizeForm
 from portal.templatetags.portal_tags import stamp
 
 DESKTOPS_PER_PAGE = 100
@@ -448,3 +448,39 @@ def pool_datastores(request, pk: int):
     )
     rows = [(ds, link, sel, oc, counts.get(ds.pk, 0)) for ds, link, sel, oc in form.rows()]
     return render(request, "pools/pool_datastores.html", {"pool": pool, "form": form, "rows": rows})
+
+
+@require("pools.change_pool", action="resize_pool")
+def pool_resize(request, pk: int):
+    """Grow or shrink the pool: the first submission shows what would happen (which desktops
+    would be provisioned or deleted), the confirmation does it (services.resize_pool)."""
+    pool = get_object_or_404(Pool.objects.select_related("endpoint", "image_version"), pk=pk)
+    form = PoolResizeForm(request.POST or None, initial={"size": pool.size})
+    preview = None
+    if request.method == "POST" and form.is_valid():
+        size = form.cleaned_data["size"]
+        try:
+            if form.cleaned_data["confirm"]:
+                operation = services.resize_pool(request.user, pool, size, request=request)
+                return _resized(request, pool, size, operation)
+            preview = services.preview_resize(pool, size)
+        except (DoesNotFit, naming.NamingError, OperationRefused) as exc:
+            form.add_error("size", str(exc))
+    current = services.pool_desktop_count(pool)
+    return render(
+        request,
+        "pools/pool_resize.html",
+        {"pool": pool, "form": form, "preview": preview, "current": current},
+    )
+
+
+def _resized(request, pool: Pool, size: int, operation):
+    if operation is None:
+        messages.info(request, f"{pool.name} already has {size} desktops: nothing to do.")
+        return redirect(pool)
+    count = operation.tasks.count()
+    what = kinds.get(operation.kind).label.lower()  # provision, or delete
+    messages.success(
+        request, f"{pool.name} resized to {size}: {what} {count} desktop{'s' * (count != 1)}."
+    )
+    return redirect("composer:operation", pk=operation.pk)

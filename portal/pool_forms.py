@@ -191,3 +191,11 @@ class PoolDatastoresForm(forms.Form):
                 continue
             out.append((ds, selected, overcommit))
         return out
+
+
+class PoolResizeForm(forms.Form):
+    """The pool's new size. Sent first without `confirm`, the page shows what would happen
+    (services.preview_resize); sent again with it, the pool is resized."""
+
+    size = forms.IntegerField(min_value=1, max_value=MAX_POOL_SIZE, label="New size")
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)

@@ -65,6 +65,11 @@ def on_pool_page() -> list[OperationKind]:
     return [k for k in all_kinds() if k.on_pool_page]
 
 
+def removing_desktops() -> list[str]:
+    """Names of the kinds whose desktops leave the pool (delete)."""
+    return [k.name for k in all_kinds() if k.removes_desktops]
+
+
 def discover() -> None:
     """Import every module of this package, so each registers its kind."""
     for module in pkgutil.iter_modules(__path__):

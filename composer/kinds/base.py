@@ -75,6 +75,8 @@ class OperationKind:
     helpdesk_actions: ClassVar[list[HelpdeskAction]] = []
     #: Whether a desktop whose VM vanished from the hypervisor is no obstacle (delete).
     vm_may_be_gone: ClassVar[bool] = False
+    #: Whether its desktops leave the pool (delete): a pool's resize counts them as gone.
+    removes_desktops: ClassVar[bool] = False
     #: Whether replicas no desktop uses any more are removed once it ends.
     frees_replicas: ClassVar[bool] = False
     #: The plan's page part (templates/composer/plans/<name>.html), for planned kinds.

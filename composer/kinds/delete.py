@@ -21,6 +21,7 @@ class Delete(OperationKind):
     dangerous = True
     vm_may_be_gone = True  # nothing to wait for or power off: the rest is cleaned up
     frees_replicas = True
+    removes_desktops = True
     pool_button = "Delete pool"
     form_warning = "Deleting cannot be undone: the desktops' virtual machines are destroyed."
     whole_pool_note = ", and then the pool itself"

@@ -2,7 +2,8 @@
 permission again (authorization.authorize), so no path around a view can skip it, and
 writes the audit event in the same transaction as the change.
 
-- pools.py       where new desktops go; creating a pool; choosing its datastores
+- pools.py       where new desktops go; creating and resizing a pool; choosing its datastores
+- surplus.py     which desktops a shrinking pool may lose, and in what order
 - requests.py    asking for an operation of any kind: one path, planned or not
 - schedule.py    starting now or later, one pending schedule per desktop
 - holds.py       which desktops a live operation holds, and locking them
@@ -15,10 +16,15 @@ from composer.services.errors import OperationRefused
 from composer.services.holds import lock_desktops, lock_scheduled_desktops, skip_busy
 from composer.services.pools import (
     PoolSpec,
+    ResizePreview,
     create_pool,
     datastore_rooms,
     place_new_desktops,
+    pool_desktop_count,
+    preview_resize,
+    resize_pool,
     set_pool_datastores,
+    surplus_desktops,
 )
 from composer.services.requests import (
     Options,
@@ -38,6 +44,7 @@ __all__ = [
     "Options",
     "PoolSpec",
     "Preview",
+    "ResizePreview",
     "approve",
     "attach_disk",
     "authorize",
@@ -51,12 +58,16 @@ __all__ = [
     "pause",
     "plan_operation",
     "preview_operation",
+    "preview_resize",
     "place_new_desktops",
+    "pool_desktop_count",
     "request_operation",
     "required_permission",
+    "resize_pool",
     "resume",
     "set_pool_datastores",
     "skip_busy",
     "start_operation",
+    "surplus_desktops",
     "system_actor",
 ]

@@ -182,3 +182,16 @@ class DryRunSerializer(serializers.Serializer):
 class PoolCreatedSerializer(serializers.Serializer):
     pool = PoolSerializer()
     operation = OperationResultSerializer(help_text="The provisioning of its desktops.")
+
+
+class PoolResizeRequestSerializer(serializers.Serializer):
+    size = serializers.IntegerField(help_text="The number of desktops the pool is to have.")
+
+
+class PoolResizedSerializer(serializers.Serializer):
+    pool = PoolSerializer()
+    operation = OperationResultSerializer(
+        allow_null=True,
+        help_text="The provisioning of the new desktops, or the delete of the surplus ones; "
+        "null when the pool already had that many.",
+    )

@@ -1,5 +1,5 @@
-"""Act on the estate: register an image version, create a pool, choose its datastores, start
-an operation (or preview it: dry_run), and approve, discard, pause, resume or cancel one.
+"""Act on the estate: register an image version, create a pool, choose its datastores, resize
+it, start an operation (or preview it: dry_run), and approve, discard, pause, resume or cancel one.
 
 Each view checks the request as its page does (the same forms, fed from the JSON) and calls
 the same service (composer.services, composer.images), which checks permission again and
@@ -29,7 +29,7 @@ from portal.api.inventory import PoolList
 from portal.api.problems import Conflict, problem_response
 from portal.api.serializers import PoolSerializer
 from portal.operation_forms import OperationForm
-from portal.pool_forms import PoolDatastoresForm, PoolForm
+from portal.pool_forms import PoolDatastoresForm, PoolForm, PoolResizeForm
 
 IDEMPOTENCY = OpenApiParameter(
     HEADER,
@@ -174,6 +174,49 @@ class PoolDatastores(APIView):
         services.set_pool_datastores(request.user, pool, form.changes(), request=request._request)
         links = pool.pool_datastores.select_related("datastore").order_by("datastore__name")
         return Response(s.PoolDatastoreLinkSerializer(links, many=True).data)
+
+
+class PoolResize(APIView):
+    """Grow or shrink the pool to `size` desktops (the pool page's Resize, the same service).
+    Growing places and provisions the new desktops (201, the provision operation); a size
+    the datastores cannot take, or the naming pattern cannot name, is 400. Shrinking deletes
+    surplus desktops nobody is assigned to or logged on to and no other operation holds,
+    keeping their persistent disks (201, the delete operation); when too few are safe to
+    remove it is 409 and nothing changes. The pool already that size: 200, operation null."""
+
+    permission_classes = [requires("pools.change_pool", action="resize_pool")]
+
+    @extend_schema(
+        request=s.PoolResizeRequestSerializer,
+        parameters=[IDEMPOTENCY],
+        responses={
+            201: s.PoolResizedSerializer,
+            200: s.PoolResizedSerializer,
+            400: PROBLEM,
+            403: PROBLEM,
+            409: PROBLEM,
+            422: PROBLEM,  # the Idempotency-Key was used with another body
+        },
+    )
+    @idempotent
+    def post(self, request, pk: int):
+        pool = get_object_or_404(Pool.objects.select_related("endpoint", "image_version"), pk=pk)
+        data = _valid(s.PoolResizeRequestSerializer, request)
+        form = PoolResizeForm({"size": data["size"], "confirm": True})
+        if not form.is_valid():
+            raise exceptions.ValidationError(_errors_of(form))
+        try:
+            operation = services.resize_pool(
+                request.user, pool, form.cleaned_data["size"], request=request._request
+            )
+        except (DoesNotFit, naming.NamingError) as exc:
+            raise exceptions.ValidationError({"size": [str(exc)]}) from None
+        pool.refresh_from_db()
+        body = {
+            "pool": PoolSerializer(pool).data,
+            "operation": s.OperationResultSerializer(operation).data if operation else None,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if operation else status.HTTP_200_OK)
 
 
 # -- operations -------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ v1 = [
     ),
     path("pools/<int:pk>/datastores/", actions.PoolDatastores.as_view(), name="pool-datastores"),
     path("pools/<int:pk>/operations/", actions.PoolOperations.as_view(), name="pool-operations"),
+    path("pools/<int:pk>/resize/", actions.PoolResize.as_view(), name="pool-resize"),
     path("operations/<int:pk>/approve/", actions.OperationApprove.as_view(), name="approve"),
     path("operations/<int:pk>/discard/", actions.OperationDiscard.as_view(), name="discard"),
     path("operations/<int:pk>/pause/", actions.OperationPause.as_view(), name="pause"),

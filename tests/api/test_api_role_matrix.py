@@ -43,6 +43,8 @@ MATRIX = {
     "api:pause": ("operation", {"POST": {ADMIN}}),
     "api:resume": ("operation", {"POST": {ADMIN}}),
     "api:cancel": ("operation", {"POST": {ADMIN}}),
+    # Resizing: administrators only (the pool page's Resize).
+    "api:pool-resize": ("pool", {"POST": {ADMIN}}),
     # Each user's own tokens (another's is 404 to them, tests/api/test_tokens.py); here, the
     # administrator's.
     "api:tokens": ("", {"GET": EVERYONE, "POST": EVERYONE}),

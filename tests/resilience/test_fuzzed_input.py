@@ -132,6 +132,8 @@ PATH_OBJECTS = {
     ("pools:live", "pk"): "pool",
     ("pools:operate", "pk"): "pool",
     ("pools:pool_datastores", "pk"): "pool",
+    ("pools:resize", "pk"): "pool",
+    ("api:pool-resize", "pk"): "pool",
     ("pools:desktop", "pk"): "desktop",
     ("pools:image_version_add", "pk"): "image",
     ("pools:hypervisor_test", "pk"): "endpoint",
