@@ -345,6 +345,21 @@ class SimulatorDriver(Driver):
 
         self._atomic(run)
 
+    def add_snapshot(self, parent_vm: str, snapshot: str) -> None:
+        """A new snapshot of a golden image (what an image pipeline's build, Packer say,
+        leaves on a real hypervisor), ready to register as an image version."""
+
+        def run(state: _State) -> None:
+            vm = state.get("vm", parent_vm)
+            if vm is None or vm["kind"] != "parent":
+                raise NotFound(f"parent VM {parent_vm} not found")
+            if snapshot in vm["snapshots"]:
+                raise DriverError(f"{parent_vm} already has a snapshot {snapshot}")
+            vm["snapshots"].append(snapshot)
+            state.put("vm", parent_vm, vm)
+
+        self._atomic(run)
+
     def fail_desktop(self, name: str, step: str | None = None) -> None:
         self.conn.sadd(self._k("failures"), json.dumps([name, step]))
 

@@ -156,7 +156,8 @@ def run(api: Api, args) -> int:
         p = operation["progress"]
         line = (
             f"{operation['status']}: {p['percent']}% ({p['succeeded']} succeeded, "
-            f"{p['failed']} failed, {p['running']} running, {p['waiting']} waiting, "
+            f"{p['failed']} failed, {p['running'] + p['dispatched']} running, "
+            f"{p['waiting']} waiting, "
             f"{p['pending']} pending of {p['total']})"
         )
         if line != seen:

@@ -381,3 +381,15 @@ def test_calls_on_one_vm_at_the_same_moment_are_recorded_as_overlapping(redis_co
     assert sim.overlapping_calls() == []
     run_threads(2, lambda i: sim.power_off("VDI-001"))  # one VM, twice at once
     assert sim.overlapping_calls() == [("power_off", "VDI-001")]
+
+
+def test_a_new_snapshot_of_a_golden_image_can_be_registered(sim):
+    # What an image build leaves on the hypervisor (`manage.py simulator snapshot`).
+    with pytest.raises(NotFound):
+        sim.describe_image("win11-gold", "v3")
+    sim.add_snapshot("win11-gold", "v3")
+    assert sim.describe_image("win11-gold", "v3").snapshot == "v3"
+    with pytest.raises(DriverError, match="already has"):
+        sim.add_snapshot("win11-gold", "v3")
+    with pytest.raises(NotFound):
+        sim.add_snapshot("no-such-gold", "v1")

@@ -5,11 +5,13 @@ manage.py simulator fail ENG-003 [--step customize]
 manage.py simulator fail-rate 0.1
 manage.py simulator outage 60          (the hypervisor answers nothing for 60 s)
 manage.py simulator clear
+manage.py simulator snapshot win11-gold 2026-12-patch   (a new snapshot of a golden image)
 """
 
 from django.core.management.base import BaseCommand, CommandError
 
 from composer import endpoint_drivers
+from composer.drivers.base import DriverError
 from composer.inventory import sync_endpoint
 from pools.models import HypervisorEndpoint
 
@@ -34,6 +36,11 @@ class Command(BaseCommand):
         login.add_argument("user")
         logout = sub.add_parser("logout", help="The user logs off a desktop.")
         logout.add_argument("desktop")
+        snapshot = sub.add_parser(
+            "snapshot", help="A golden image gets a new snapshot (as an image build leaves it)."
+        )
+        snapshot.add_argument("parent_vm")
+        snapshot.add_argument("snapshot")
 
     def handle(self, *args, action, endpoint, **options):
         try:
@@ -66,5 +73,11 @@ class Command(BaseCommand):
             sim.start_session(options["desktop"], options["user"])
         elif action == "logout":
             sim.end_session(options["desktop"])
+        elif action == "snapshot":
+            try:
+                sim.add_snapshot(options["parent_vm"], options["snapshot"])
+            except DriverError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"{options['parent_vm']} has a new snapshot {options['snapshot']}")
         if action in ("login", "logout"):
             sync_endpoint(row)  # show it in the portal now rather than at the next reconcile
