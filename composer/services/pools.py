@@ -336,8 +336,8 @@ def surplus_desktops(pool: Pool, count: int) -> tuple[list[Desktop], list[Deskto
     """(the `count` desktops a shrink would delete, every desktop it may delete): the first
     is shorter than `count` when too few are safe to remove."""
     desktops = list(pool.desktops.select_related("datastore", "image_version"))
-    sessions_known = endpoint_drivers.driver_class(pool.endpoint).reports_sessions
-    safe = surplus.removable(desktops, busy(desktops), sessions_known)
+    reports_sessions = endpoint_drivers.driver_class(pool.endpoint).reports_sessions
+    safe = surplus.removable(desktops, busy(desktops), reports_sessions)
     return safe[:count], safe
 
 

@@ -2,9 +2,10 @@
 
 A desktop is safe to remove only when nobody can lose anything with it:
 - no user is assigned to it (a dedicated desktop is someone's, even while they are away);
-- no session is on it: no session user, not Connected or Disconnected, and, where the
-  hypervisor cannot tell sessions (vSphere: `reports_sessions` is False), not powered on and
-  ready for users (Available), since a user may be logged on without the portal knowing;
+- no session is on it, nor may be: not Connected or Disconnected, and its session
+  (pools.sessions, as the pages and maintenance see it) is nobody's. Where the hypervisor
+  cannot tell sessions (vSphere) that takes a recent report from the desktop's agent: a
+  desktop that may be running with no such report has an unknown session and stays;
 - it is not in the middle of a change (Provisioning, Customizing, Maintenance, Deleting);
 - no other started operation holds it (holds.busy).
 
@@ -20,6 +21,7 @@ keep a desktop: the delete keeps them, detached.
 
 from __future__ import annotations
 
+from pools import sessions
 from pools.models import Desktop
 from pools.states import BUSY, DesktopState
 
@@ -30,22 +32,24 @@ RANK = {S.ERROR: 1, S.PROVISIONED: 2, S.AVAILABLE: 3}
 MISSING_RANK = 0
 
 
-def unsafe_reason(desktop: Desktop, held: dict[int, int], sessions_known: bool) -> str:
-    """Why the desktop must stay ("" when it may go)."""
+def unsafe_reason(desktop: Desktop, held: dict[int, int], reports_sessions: bool) -> str:
+    """Why the desktop must stay ("" when it may go). `reports_sessions`: whether the
+    pool's hypervisor tells sessions itself."""
     if desktop.assigned_user:
         return f"assigned to {desktop.assigned_user}"
-    if desktop.session_user or desktop.state in (S.CONNECTED, S.DISCONNECTED):
-        return "a user is logged on"
     if desktop.pk in held:
         return f"busy in operation #{held[desktop.pk]}"
     if desktop.state in BUSY:
         return f"{desktop.get_state_display().lower()}"
     if desktop.missing:
-        return ""
+        return ""  # the VM is gone from the hypervisor: nobody can be on it
+    session = sessions.session_of(desktop, reports_sessions)
+    if session.kind == sessions.USER or desktop.state in (S.CONNECTED, S.DISCONNECTED):
+        return "a user is logged on"
     if desktop.state not in RANK:
         return f"{desktop.get_state_display().lower()}"
-    if desktop.state == S.AVAILABLE and not sessions_known:
-        return "powered on, and the hypervisor cannot tell whether a user is logged on"
+    if session.unknown:
+        return "nobody can tell whether a user is logged on (no recent report from its agent)"
     return ""
 
 
@@ -60,7 +64,9 @@ def _negated(name: str) -> tuple:
     return (-len(name), tuple(-ord(c) for c in name.upper()))
 
 
-def removable(desktops: list[Desktop], held: dict[int, int], sessions_known: bool) -> list[Desktop]:
+def removable(
+    desktops: list[Desktop], held: dict[int, int], reports_sessions: bool
+) -> list[Desktop]:
     """The desktops that may go, in the order they go."""
-    safe = [d for d in desktops if not unsafe_reason(d, held, sessions_known)]
+    safe = [d for d in desktops if not unsafe_reason(d, held, reports_sessions)]
     return sorted(safe, key=removal_order)

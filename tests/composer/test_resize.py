@@ -4,8 +4,11 @@ their persistent disks; real jobs on the simulated hypervisor."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from composer import naming, services
@@ -185,8 +188,9 @@ def test_only_administrators_resize_and_a_denial_is_audited(users, lab, run_jobs
 
 
 def test_unknown_sessions_keep_powered_on_desktops(lab):
-    """Where the hypervisor cannot tell sessions, a powered-on ready desktop may have a user:
-    only powered-off, broken or missing ones go."""
+    """Where the hypervisor cannot tell sessions (vSphere), a desktop that may be running has
+    a user unless its agent said otherwise lately (pools.sessions): only powered-off or
+    missing ones go, and those whose agent reported nobody."""
     pool = factories.pool("Sess", lab.v1, [lab.ds["ds-a"]])
     ds = lab.ds["ds-a"]
     on = factories.desktop(pool, "SES-1", ds, state=S.AVAILABLE)
@@ -196,7 +200,18 @@ def test_unknown_sessions_keep_powered_on_desktops(lab):
     busy = factories.desktop(pool, "SES-5", ds, state=S.MAINTENANCE)
     desktops = [on, off, broken, gone, busy]
 
-    assert surplus.removable(desktops, {}, sessions_known=False) == [gone, broken, off]
-    assert surplus.removable(desktops, {}, sessions_known=True) == [gone, broken, off, on]
-    assert surplus.removable(desktops, {off.pk: 7}, sessions_known=True) == [gone, broken, on]
+    assert surplus.removable(desktops, {}, reports_sessions=False) == [gone, off]
+    assert "nobody can tell" in surplus.unsafe_reason(on, {}, False)
+    assert surplus.removable(desktops, {}, reports_sessions=True) == [gone, broken, off, on]
+    assert surplus.removable(desktops, {off.pk: 7}, reports_sessions=True) == [gone, broken, on]
+
+    # Their agents reported lately: nobody on `on` nor on `broken`.
+    now = timezone.now()
+    for desktop in (on, broken):
+        desktop.session_reported_at = now
+    assert surplus.removable(desktops, {}, reports_sessions=False) == [gone, broken, off, on]
+    on.session_user = "carol"
+    assert surplus.unsafe_reason(on, {}, False) == "a user is logged on"
+    on.session_reported_at = now - timedelta(days=1)  # an old report says nothing
+    assert "nobody can tell" in surplus.unsafe_reason(on, {}, False)
     assert "busy in operation #7" in surplus.unsafe_reason(off, {off.pk: 7}, True)
