@@ -16,70 +16,30 @@ BENCH_DATABASE=sqlite runs it on SQLite instead; BENCH_DATABASE_URL=postgres://.
 empty database.
 """
 
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pages import PG_SERVER, _admin_sql, populate  # noqa: E402
+from bench.pages import analyze, bench_site, populate  # noqa: E402
 
 
 def main(total: int = 50_000, runs: int = 9) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="portal-bench-api-"))
-    throwaway = None
-    url = os.environ.get("BENCH_DATABASE_URL")
-    if not url and os.environ.get("BENCH_DATABASE", "postgresql") == "sqlite":
-        url = f"sqlite:///{folder / 'bench.sqlite3'}"
-    elif not url:
-        throwaway = f"portal_bench_api_{os.getpid()}"
-        _admin_sql(f"CREATE DATABASE {throwaway}")
-        url = f"{PG_SERVER}/{throwaway}"
-    os.environ.update(
-        PORTAL_DATA_DIR=str(folder),
-        DATABASE_URL=url,
-        REDIS_URL=f"unix://{folder / 'redis.sock'}",
-        SIMULATOR_STEP_SECONDS="0",
-        LOG_LEVEL="WARNING",
-        DEBUG=os.environ.get("BENCH_DEBUG", "false"),
-        SECRET_KEY="bench-" + "x" * 50,
-        ALLOWED_HOSTS="testserver",
-        SECURE_SSL_REDIRECT="false",
-        # A walk of 500 pages is one script's honest use, not a flood.
-        API_RATE_USER="100000/minute",
-        DJANGO_SETTINGS_MODULE="portal.settings",
-    )
-    from portal import embedded_redis
-
-    redis = embedded_redis.start(folder / "redis.sock", folder, persist=False)
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    # A walk of 500 pages is one script's honest use, not a flood.
+    with bench_site("api", API_RATE_USER="100000/minute"):
         from django.db import connection
 
-        call_command("migrate", verbosity=0)
         started = time.monotonic()
         world = populate(total)
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
+        analyze()
         print(
             f"{total} desktops on {connection.vendor}, created in "
             f"{time.monotonic() - started:.1f} s"
         )
         measure(world, runs)
-        connection.close()
-    finally:
-        embedded_redis.stop(redis)
-        shutil.rmtree(folder, ignore_errors=True)
-        if throwaway and not os.environ.get("BENCH_KEEP"):
-            _admin_sql(f"DROP DATABASE IF EXISTS {throwaway} WITH (FORCE)")
 
 
 def measure(world: dict, runs: int) -> None:

@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,14 +38,19 @@ TIB = 1024 * GIB
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 
 
-def main(total: int = 50_000, runs: int = 9, audit_events: int = 200_000) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="portal-bench-pages-"))
+@contextmanager
+def bench_site(name: str, **environment: str):
+    """A portal on a fresh, migrated database (PostgreSQL by default: a throwaway database
+    dropped at the end, unless BENCH_KEEP; BENCH_DATABASE=sqlite, or BENCH_DATABASE_URL) and
+    an embedded Redis, configured as in production (DEBUG=false), with Django set up. What
+    every benchmark that times requests at scale starts from; `environment` adds settings."""
+    folder = Path(tempfile.mkdtemp(prefix=f"portal-bench-{name}-"))
     throwaway = None
     url = os.environ.get("BENCH_DATABASE_URL")
     if not url and os.environ.get("BENCH_DATABASE", "postgresql") == "sqlite":
         url = f"sqlite:///{folder / 'bench.sqlite3'}"
     elif not url:
-        throwaway = f"portal_bench_pages_{os.getpid()}"
+        throwaway = f"portal_bench_{name}_{os.getpid()}"
         _admin_sql(f"CREATE DATABASE {throwaway}")
         url = f"{PG_SERVER}/{throwaway}"
     os.environ.update(
@@ -58,6 +64,7 @@ def main(total: int = 50_000, runs: int = 9, audit_events: int = 200_000) -> Non
         ALLOWED_HOSTS="testserver",
         SECURE_SSL_REDIRECT="false",
         DJANGO_SETTINGS_MODULE="portal.settings",
+        **environment,
     )
     from portal import embedded_redis
 
@@ -70,20 +77,7 @@ def main(total: int = 50_000, runs: int = 9, audit_events: int = 200_000) -> Non
         from django.db import connection
 
         call_command("migrate", verbosity=0)
-        started = time.monotonic()
-        world = populate(total)
-        add_audit_events(world["admin"], audit_events)
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE")
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE")
-        print(
-            f"{total} desktops, {audit_events} audit events on {connection.vendor}, "
-            f"created in {time.monotonic() - started:.1f} s"
-        )
-        measure(world, runs)
+        yield
         connection.close()
     finally:
         embedded_redis.stop(redis)
@@ -92,6 +86,29 @@ def main(total: int = 50_000, runs: int = 9, audit_events: int = 200_000) -> Non
             _admin_sql(f"DROP DATABASE IF EXISTS {throwaway} WITH (FORCE)")
         elif throwaway:
             print(f"kept database {throwaway}")
+
+
+def analyze() -> None:
+    """The statistics autovacuum keeps a production database's planner working from."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
+
+
+def main(total: int = 50_000, runs: int = 9, audit_events: int = 200_000) -> None:
+    with bench_site("pages"):
+        from django.db import connection
+
+        started = time.monotonic()
+        world = populate(total)
+        add_audit_events(world["admin"], audit_events)
+        analyze()
+        print(
+            f"{total} desktops, {audit_events} audit events on {connection.vendor}, "
+            f"created in {time.monotonic() - started:.1f} s"
+        )
+        measure(world, runs)
 
 
 def _admin_sql(statement: str) -> None:
