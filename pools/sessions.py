@@ -21,6 +21,8 @@ from django.utils import timezone
 from pools.states import DesktopState
 
 USER, NOBODY, UNKNOWN = "user", "none", "unknown"
+# What the agent is asked to do with its next report (not operation kinds: the agent's own).
+MESSAGE, LOGOFF = "message", "logoff"
 
 # States in which the VM may be running with someone on it. A powered-off desktop
 # (Provisioned) or one still being built or deleted has nobody, whatever was last reported.
@@ -37,22 +39,22 @@ MAY_HAVE_SESSION = frozenset(
 
 @dataclass(frozen=True)
 class Session:
-    kind: str  # USER, NOBODY or UNKNOWN
+    status: str  # USER, NOBODY or UNKNOWN
     user: str = ""
 
     @property
     def unknown(self) -> bool:
-        return self.kind == UNKNOWN
+        return self.status == UNKNOWN
 
     @property
     def logged_on(self) -> bool:
         """Whether maintenance must reckon with someone: a user, or possibly one."""
-        return self.kind != NOBODY
+        return self.status != NOBODY
 
     def __str__(self) -> str:
-        if self.kind == USER:
+        if self.status == USER:
             return self.user
-        return "unknown" if self.kind == UNKNOWN else ""
+        return "unknown" if self.status == UNKNOWN else ""
 
 
 def timeout() -> timedelta:
@@ -92,9 +94,9 @@ LOGOFF_EXPIRES_AFTER = timedelta(seconds=60)
 def warning_actions(text: str, grace_ends: datetime) -> list[dict]:
     """Show `text` now; log the user off when the grace period ends."""
     return [
-        {"type": "message", "text": text, "until": grace_ends.isoformat()},
+        {"type": MESSAGE, "text": text, "until": grace_ends.isoformat()},
         {
-            "type": "logoff",
+            "type": LOGOFF,
             "until": (grace_ends + LOGOFF_EXPIRES_AFTER).isoformat(),
             "at": grace_ends.isoformat(),
         },
@@ -109,11 +111,11 @@ def handed_over(stored, now: datetime) -> list[dict]:
         try:
             if datetime.fromisoformat(action["until"]) < now:
                 continue
-            if action["type"] == "message":
-                out.append({"type": "message", "text": str(action["text"])})
-            elif action["type"] == "logoff":
+            if action["type"] == MESSAGE:
+                out.append({"type": MESSAGE, "text": str(action["text"])})
+            elif action["type"] == LOGOFF:
                 left = (datetime.fromisoformat(action["at"]) - now).total_seconds()
-                out.append({"type": "logoff", "in_seconds": max(0, int(left))})
+                out.append({"type": LOGOFF, "in_seconds": max(0, int(left))})
         except (KeyError, TypeError, ValueError):
             continue  # not one of ours: never a reason to fail the agent's report
     return out

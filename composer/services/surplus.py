@@ -44,7 +44,7 @@ def unsafe_reason(desktop: Desktop, held: dict[int, int], reports_sessions: bool
     if desktop.missing:
         return ""  # the VM is gone from the hypervisor: nobody can be on it
     session = sessions.session_of(desktop, reports_sessions)
-    if session.kind == sessions.USER or desktop.state in (S.CONNECTED, S.DISCONNECTED):
+    if session.status == sessions.USER or desktop.state in (S.CONNECTED, S.DISCONNECTED):
         return "a user is logged on"
     if desktop.state not in RANK:
         return f"{desktop.get_state_display().lower()}"

@@ -20,7 +20,7 @@ def desktop(state=S.AVAILABLE, user="", reported=None):
 
 def test_a_hypervisor_that_reports_sessions_is_the_truth():
     assert sessions.session_of(desktop(user="ann"), True, NOW) == sessions.Session("user", "ann")
-    assert sessions.session_of(desktop(), True, NOW).kind == sessions.NOBODY
+    assert sessions.session_of(desktop(), True, NOW).status == sessions.NOBODY
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_a_hypervisor_that_reports_sessions_is_the_truth():
 def test_agent_reports_count_until_the_timeout(user, age, expected):
     reported = None if age is None else NOW - timedelta(seconds=age)
     found = sessions.session_of(desktop(user=user, reported=reported), False, NOW)
-    assert found.kind == expected
+    assert found.status == expected
     assert found.logged_on == (expected != sessions.NOBODY)
 
 
@@ -48,7 +48,7 @@ def test_the_timeout_is_a_setting(settings):
 
 @pytest.mark.parametrize("state", [S.PROVISIONED, S.PROVISIONING, S.CUSTOMIZING, S.DELETING])
 def test_a_desktop_that_cannot_be_running_has_nobody(state):
-    assert sessions.session_of(desktop(state=state), False, NOW).kind == sessions.NOBODY
+    assert sessions.session_of(desktop(state=state), False, NOW).status == sessions.NOBODY
 
 
 def test_shown_as_text():

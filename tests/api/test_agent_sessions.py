@@ -55,12 +55,12 @@ def test_logon_then_logoff_moves_the_session_and_the_state(client, estate):
     assert answer.json() == {"desktop": "VC-A-1", "user": "ann", "ignored": False, "actions": []}
     desktop = Desktop.objects.get(name="VC-A-1")
     assert (desktop.session_user, desktop.state) == ("ann", DesktopState.CONNECTED)
-    assert sessions.session_of(desktop, reports_sessions=False).kind == sessions.USER
+    assert sessions.session_of(desktop, reports_sessions=False).status == sessions.USER
 
     assert post(client, estate["secret"], LOGOFF).status_code == 200
     desktop.refresh_from_db()
     assert (desktop.session_user, desktop.state) == ("", DesktopState.AVAILABLE)
-    assert sessions.session_of(desktop, reports_sessions=False).kind == sessions.NOBODY
+    assert sessions.session_of(desktop, reports_sessions=False).status == sessions.NOBODY
 
 
 def test_an_event_older_than_the_last_report_is_ignored(client, estate):
