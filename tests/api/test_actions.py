@@ -13,6 +13,7 @@ from composer import services
 from composer.models import DesktopTask, Operation
 from pools.models import Desktop, ImageVersion, Pool, PoolDatastore
 from portal.models import IdempotencyKey
+from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,19 +25,9 @@ TaskStatus = DesktopTask.Status
 @pytest.fixture
 def pool(users, lab, run_jobs):
     """A provisioned pool of 4 desktops on ds-a and ds-b."""
-    operation = services.create_pool(
-        users["admin"],
-        services.PoolSpec(
-            name="Api",
-            naming_pattern="API-{n:fixed=2}",
-            size=4,
-            datastores=[lab.ds["ds-a"], lab.ds["ds-b"]],
-            image_version=lab.v1,
-            overcommit=4,
-        ),
-    )
+    made = factories.requested_pool(users["admin"], lab, "Api", "API-{n:fixed=2}", 4)
     run_jobs()
-    operation.refresh_from_db()
+    operation = Operation.objects.get(pool=made)
     assert operation.status == Status.SUCCEEDED
     return Pool.objects.get(name="Api")
 
