@@ -9,10 +9,17 @@ STAMP := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-# Reinstall when pyproject.toml changes.
+# Reinstall when pyproject.toml changes. Directory sign-in (the "ldap" extra) only when
+# python-ldap can build: Debian's libldap2-dev and libsasl2-dev give /usr/include/ldap.h.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@if [ -e /usr/include/ldap.h ]; then \
+		echo '$(PY) -m pip install --quiet -e ".[dev,ldap]"'; \
+		$(PY) -m pip install --quiet -e ".[dev,ldap]"; \
+	else \
+		echo "Directory sign-in (LDAP) left out: it needs Debian's libldap2-dev and libsasl2-dev (then: rm $(STAMP); make install)."; \
+		$(PY) -m pip install --quiet -e ".[dev]"; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,5 +1,5 @@
-"""Security glue: the Content-Security-Policy header, the lockout page, and failed sign-ins in
-the audit log.
+"""Security glue: the Content-Security-Policy header, the lockout page, failed sign-ins in
+the audit log, and why a directory sign-in failed (portal/directory.py marks the request).
 
 The policy is one fixed string, so a small middleware does it; django-csp would add a
 dependency and a settings schema for nonces and per-view policies the portal does not need
@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import ValidationError
 from django.dispatch import receiver
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -70,12 +71,56 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+# Why a directory sign-in failed, when it was not the password: code -> (what the sign-in
+# page says, what the audit log says). Set on the request by portal/directory.py.
+DIRECTORY_UNREACHABLE = "directory_unreachable"
+NOT_IN_A_ROLE_GROUP = "not_in_a_role_group"
+SIGN_IN_PROBLEMS = {
+    DIRECTORY_UNREACHABLE: (
+        "The directory could not be reached, so directory accounts cannot sign in right now; "
+        "local accounts still work.",
+        "The directory could not be reached.",
+    ),
+    NOT_IN_A_ROLE_GROUP: (
+        "Your directory account is in none of the portal's groups, so it cannot sign in. "
+        "Ask an administrator to add it to one.",
+        "The directory account is in none of the portal's role groups.",
+    ),
+}
+
+
+def mark_sign_in_problem(request, code: str) -> None:
+    if request is not None:
+        request.sign_in_problem = code
+
+
+def sign_in_problem(request) -> tuple[str, str] | None:
+    """(page message, audit message) when a directory sign-in failed for a reason the user
+    should be told; None for a wrong user name or password."""
+    return SIGN_IN_PROBLEMS.get(getattr(request, "sign_in_problem", None))
+
+
 class PortalAuthenticationForm(AuthenticationForm):
     """The sign-in form, refusing a name longer than any account can have before it reaches
     the authentication backends (whose records have room for 255 characters), and auditing
-    that refusal like any failed sign-in, without saying why (no hint for a guesser)."""
+    that refusal like any failed sign-in, without saying why (no hint for a guesser).
+
+    When the directory could not be reached, or accepted the password of an account in none
+    of our role groups, `problem` says so (the sign-in page shows it instead of "did not
+    match"): neither tells a guesser anything about a password."""
+
+    problem = ""
 
     def clean(self):
+        try:
+            return self._clean()
+        except ValidationError:
+            problem = sign_in_problem(self.request)
+            if problem:
+                self.problem = problem[0]
+            raise
+
+    def _clean(self):
         username = self.cleaned_data.get("username") or ""
         User = get_user_model()
         longest = User._meta.get_field(User.USERNAME_FIELD).max_length
@@ -137,7 +182,12 @@ def audit_failed_sign_in(sender, credentials, request=None, **kwargs):
         action="login",
         outcome=Outcome.DENIED,
         target=target,
-        message=lockout_message() if locked_out else "Wrong user name or password.",
+        message=lockout_message() if locked_out else _failure_message(request),
         parameters={"locked_out": locked_out},
         request=request,
     )
+
+
+def _failure_message(request) -> str:
+    problem = sign_in_problem(request)
+    return problem[1] if problem else "Wrong user name or password."

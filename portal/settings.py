@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from portal import directory_settings
 from portal.env import (
     env_audit_checkpoint_key,
     env_bool,
@@ -142,6 +143,15 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 
+# Directory sign-in (Active Directory / LDAP), on when LDAP_SERVER_URI is set: django-auth-ldap
+# after axes (so lockouts hold for directory accounts too) and before the local accounts,
+# which still sign in (portal/directory.py). from_environment() checks every LDAP_* variable
+# and returns the AUTH_LDAP_* settings and LDAP_ROLE_GROUPS (role -> group DN).
+LDAP_ROLE_GROUPS: dict[str, str] = {}
+if directory_settings.enabled():
+    globals().update(directory_settings.from_environment())
+    AUTHENTICATION_BACKENDS.insert(1, directory_settings.BACKEND)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -217,6 +227,9 @@ LOGGING = {
         "rq.worker": {"level": "WARNING"},
         # axes logs every sign-in at INFO; failures and lockouts (WARNING) are audited too.
         "axes": {"level": "WARNING"},
+        # Its WARNING on a directory error dumps the exception's dictionary; portal.directory
+        # logs one readable line instead.
+        "django_auth_ldap": {"level": "ERROR"},
         # A denial is one INFO line; the dev server's line per request (polls every 2 s)
         # only for failures (portal/log_filters.py).
         "django.request": {"filters": ["quiet_denials"]},
