@@ -26,9 +26,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _missing() -> str | None:
-    for program in (directory.SLAPD, directory.SLAPADD, directory.LDAPMODIFY):
+    for program in (directory.SLAPD, directory.SLAPADD, directory.LDAPMODIFY, directory.OPENSSL):
         if not shutil.which(program):
-            return f"directory tests need {program} (Debian's slapd and ldap-utils)"
+            return f"directory tests need {program} (Debian's slapd, ldap-utils and openssl)"
     try:
         import django_auth_ldap  # noqa: F401
     except ImportError:

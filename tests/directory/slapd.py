@@ -6,6 +6,9 @@ The directory (see DIRECTORY below):
 - the three role groups, one holding a nested group (cn=operators) instead of a person;
 - a person in no role group, a person locked by the ppolicy overlay (slapd refuses the bind),
   and the service account the portal binds as to search.
+
+It listens on ldap:// (StartTLS offered) and ldaps://, with a certificate for 127.0.0.1 from
+a throwaway CA (`ca_file`); `other_ca_file` is a CA that did not sign it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 SLAPD = os.environ.get("SLAPD", "/usr/sbin/slapd")
 SLAPADD = os.environ.get("SLAPADD", "/usr/sbin/slapadd")
 LDAPMODIFY = shutil.which("ldapmodify") or "/usr/bin/ldapmodify"
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIR = Path("/usr/lib/ldap")
 # This project's loopback ports for test servers (one free port is taken from it).
@@ -134,6 +138,9 @@ def slapd_conf(folder: Path) -> str:
     return "\n".join(
         [
             *(f"include {SCHEMA_DIR / name}.schema" for name in schemas),
+            f"TLSCACertificateFile {folder / 'ca.pem'}",
+            f"TLSCertificateFile {folder / 'server.pem'}",
+            f"TLSCertificateKeyFile {folder / 'server.key'}",
             f"modulepath {MODULE_DIR}",
             "moduleload back_mdb",
             "moduleload ppolicy",
@@ -155,8 +162,64 @@ def slapd_conf(folder: Path) -> str:
     )
 
 
-def free_port() -> int:
+def make_certificates(folder: Path) -> None:
+    """ca.pem signs server.pem (for 127.0.0.1); other-ca.pem signs nothing here."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run([OPENSSL, *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    for ca in ("ca", "other-ca"):
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.pem",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=Portal tests {ca}",
+        )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+
+
+def free_port(exclude: tuple[int, ...] = ()) -> int:
     for port in PORTS:
+        if port in exclude:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -170,9 +233,14 @@ class Slapd:
     def __init__(self, folder: Path):
         self.folder = folder
         self.port = free_port()
+        self.tls_port = free_port(exclude=(self.port,))
         self.uri = f"ldap://127.0.0.1:{self.port}"
+        self.ldaps_uri = f"ldaps://127.0.0.1:{self.tls_port}"
+        self.ca_file = folder / "ca.pem"
+        self.other_ca_file = folder / "other-ca.pem"
         self.process: subprocess.Popen | None = None
         (folder / "db").mkdir(parents=True)
+        make_certificates(folder)
         self.conf = folder / "slapd.conf"
         self.conf.write_text(slapd_conf(folder))
         ldif = folder / "directory.ldif"
@@ -186,7 +254,7 @@ class Slapd:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [SLAPD, "-f", str(self.conf), "-h", f"{self.uri}/", "-d", "0"],
+            [SLAPD, "-f", str(self.conf), "-h", f"{self.uri}/ {self.ldaps_uri}/", "-d", "0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -195,7 +263,8 @@ class Slapd:
             if self.process.poll() is not None:
                 raise RuntimeError(f"slapd exited: {self.process.stderr.read().decode()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                for port in (self.port, self.tls_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.05)

@@ -230,3 +230,21 @@ def test_a_directory_account_never_takes_over_a_local_one(client, directory_sign
     # Her local password still signs her in, as an auditor.
     user = signed_in_as(sign_in(client, "carol", "local-pass-1"))
     assert user is not None and role_of(user) == AUDITORS
+
+
+@pytest.mark.parametrize("transport", ["ldaps", "starttls"])
+def test_tls_to_the_directory_checks_its_certificate(client, directory_sign_in, slapd, transport):
+    tls = (
+        {"LDAP_SERVER_URI": slapd.ldaps_uri}
+        if transport == "ldaps"
+        else {"LDAP_SERVER_URI": slapd.uri, "LDAP_START_TLS": "true"}
+    )
+    directory_sign_in(**tls, LDAP_CA_FILE=str(slapd.ca_file))
+    assert signed_in_as(sign_in(client, "alice")) is not None
+    client.logout()
+
+    # A certificate the given CA did not sign: no sign-in, and the page says why.
+    directory_sign_in(**tls, LDAP_CA_FILE=str(slapd.other_ca_file))
+    response = sign_in(client, "alice")
+    assert signed_in_as(response) is None
+    assert UNREACHABLE in response.content.decode()
