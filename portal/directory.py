@@ -90,6 +90,9 @@ class DirectoryBackend(LDAPBackend):
                 user.get_username(),
             )
             raise ldap_user.AuthenticationFailed("a local account has that name")
+        # The role-group requirement is checked here rather than with AUTH_LDAP_REQUIRE_GROUP
+        # (an OR of the three groups), whose refusal is silent: here the page can say why,
+        # and a returning user's old roles can be taken away.
         if not roles_for(ldap_user.group_dns):
             if not built:
                 set_roles(user, set())
