@@ -52,6 +52,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from STATIC_ROOT (`make serve`), before sessions and the rest.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Early, so its header also goes on responses made by the middleware below it.
     "portal.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -172,6 +174,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Without DEBUG (`make serve`), `collectstatic` writes each file under a name with its content's
+# hash, plus gzipped copies, and WhiteNoise serves those with a ten-year Cache-Control: a new
+# release has new names, so no browser keeps an old stylesheet. With DEBUG (`make run`, the
+# tests) files keep their names and are found in the apps' folders on each request, so
+# templates render without `collectstatic`.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# Read from DEBUG as the environment sets it (pytest-django turns settings.DEBUG off later).
+WHITENOISE_AUTOREFRESH = DEBUG
+WHITENOISE_USE_FINDERS = DEBUG
 
 # HTTPS. In production the portal runs behind a TLS-terminating proxy: TRUSTED_PROXY_SSL_HEADER
 # names the header that proxy sets (and must strip from clients), so Django knows a request
