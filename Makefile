@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check-deploy install clean-data vcsim screenshots
+.PHONY: run serve test lint check-deploy install clean-data vcsim screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +27,14 @@ install: $(STAMP)
 # `make run VCSIM=1` adds govmomi's vCenter simulator and a pool on the vSphere driver.
 run: $(STAMP)
 	$(PY) manage.py runportal $(if $(filter-out 0,$(VCSIM)),--vcsim)
+
+# Production's web server (README, "The web server: make serve"): DEBUG off, everything else
+# from the environment (DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS...). It starts no
+# Redis and no workers: in production they are services of their own (deploy/).
+serve: $(STAMP)
+	DEBUG=false $(PY) manage.py migrate --noinput
+	DEBUG=false $(PY) manage.py collectstatic --noinput --verbosity 0
+	DEBUG=false exec $(VENV)/bin/gunicorn --config deploy/gunicorn.conf.py portal.wsgi:application
 
 # govmomi's vCenter simulator for the vSphere tests (the tests build it themselves too).
 vcsim:

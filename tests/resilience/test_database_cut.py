@@ -21,6 +21,7 @@ from django.test import Client
 from composer import outages, services
 from composer.models import DesktopTask, Operation
 from pools.states import BUSY, DesktopState
+from tests.static_files import collect_static
 from tests.tcp_proxy import TcpProxy
 from tests.worker_processes import (
     ROOT,
@@ -48,12 +49,18 @@ def proxy():
     proxy.close()
 
 
-def start_web(port: int, database: str) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory):
+    return collect_static(tmp_path_factory.mktemp("static"))
+
+
+def start_web(port: int, database: str, static_root) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": database,
         "REDIS_URL": settings.REDIS_URL,
         "DEBUG": "false",
+        "STATIC_ROOT": str(static_root),
         # The session the test signed in with is only valid under the same key.
         "SECRET_KEY": settings.SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1",
@@ -84,7 +91,9 @@ def get(port: int, path: str, session: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_thirty_seconds_without_the_database_mid_operation(users, make_pool, run_jobs, proxy):
+def test_thirty_seconds_without_the_database_mid_operation(
+    users, make_pool, run_jobs, proxy, static_root
+):
     pool = make_pool("Cut", "CUT-{n}", 4)
     run_jobs()
     signed_in = Client()
@@ -93,7 +102,7 @@ def test_thirty_seconds_without_the_database_mid_operation(users, make_pool, run
 
     through_proxy = database_url(port=proxy.port)
     web_port = _free_port()
-    web = start_web(web_port, through_proxy)
+    web = start_web(web_port, through_proxy, static_root)
     worker = start_worker(step_seconds=0.5, scheduler=True, database=through_proxy)
     cron = start_cron(every_seconds=2, database=through_proxy)
     try:
