@@ -124,7 +124,7 @@ def test_the_portal_does_not_start_with_a_bad_value(tmp_path):
         timeout=120,
     )
     assert run.returncode != 0
-    assert "ImproperlyConfigured: LDAP_GROUP_TYPE: expected one of" in run.stderr
+    assert "Configuration error: LDAP_GROUP_TYPE: expected one of" in run.stderr
 
 
 def test_directory_sign_in_is_off_without_a_server_uri(tmp_path):
