@@ -240,7 +240,14 @@ LOGGING = {
         # A denial is one INFO line; the dev server's line per request (polls every 2 s)
         # only for failures (portal/log_filters.py).
         "django.request": {"filters": ["quiet_denials"]},
-        "django.server": {"filters": ["failed_requests_only"]},
+        # Django's defaults print its lines a second time, unformatted, under DEBUG, and
+        # the dev server's past every handler: here they go through ours, once.
+        "django": {"handlers": []},
+        "django.server": {
+            "handlers": ["console"],
+            "propagate": False,
+            "filters": ["failed_requests_only"],
+        },
     },
 }
 
