@@ -14,11 +14,13 @@ import redis
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from composer import (
     dispatch,
     endpoint_checks,
     endpoint_drivers,
     lifecycle,
+    log_context,
     preparation,
     services,
     steps,
@@ -35,10 +37,27 @@ Status = Operation.Status
 TaskStatus = DesktopTask.Status
 
 
+def started_by(operation_id: int) -> str | None:
+    """The id of the request that asked for the operation (its first audit event with one),
+    for the log lines of its jobs; None when no request did (a schedule, a command)."""
+    return (
+        AuditEvent.objects.filter(operation_id=operation_id)
+        .exclude(request_id="")
+        .order_by("pk")
+        .values_list("request_id", flat=True)
+        .first()
+    )
+
+
 @endpoint_drivers.logs_out
 def run_operation(operation_id: int) -> str:
     """Start (or, after a crash, resume) an operation: check its plan, prepare replicas,
     then dispatch its desktops to workers."""
+    with log_context.bound(operation_id=operation_id, request_id=started_by(operation_id)):
+        return _run_operation(operation_id)
+
+
+def _run_operation(operation_id: int) -> str:
     with transaction.atomic():
         if Operation.objects.filter(pk=operation_id, status=Status.SCHEDULED).exists():
             # Desktops before the operation, in the order every request takes them.
@@ -50,6 +69,14 @@ def run_operation(operation_id: int) -> str:
             operation.status, operation.started_at = Status.RUNNING, timezone.now()
             operation.save(update_fields=["status", "started_at"])
             webhooks.emit(webhooks.STARTED, operation)
+            log.info(
+                "operation %s started: %s of pool %s, %s desktops, requested by %s",
+                operation_id,
+                operation.kind,
+                operation.pool_name,
+                operation.tasks.count(),
+                operation.requested_by.get_username(),
+            )
         elif operation.status != Status.RUNNING or operation.prepared_at is not None:
             # Started already, paused, or ended: nothing to do twice.
             return f"operation {operation_id} is {operation.status}"
@@ -83,22 +110,14 @@ def run_desktop(task_id: int, attempt: int) -> str:
     runner = f"{socket.gethostname()}:{os.getpid()}"
     task, operation, message = _claim(task_id, attempt, runner, carry_on.job_id)
     done = 0
+    requests: dict[int, str | None] = {}  # operation id -> the request that asked for it
     while operation is not None:  # else stale or paused: no slot freed, nothing to dispatch
-        succeeded = False if message else _run_steps(task, operation)
+        if operation.pk not in requests:
+            requests[operation.pk] = started_by(operation.pk)
+        # This desktop's lines, until the job carries on with the next one.
+        with log_context.bound(request_id=requests[operation.pk], **log_context.of_task(task)):
+            following = _finish_desktop(task, operation, message, runner, carry_on)
         done += 1
-        # The desktop's success is recorded in the same transaction as the next dispatch.
-        record = (lambda task=task: lifecycle.succeed_task(task)) if succeeded else None
-        endpoint_id = operation.pool.endpoint_id
-        following = None
-        if carry_on.allowed():
-            following = dispatch.dispatch_and_claim(
-                endpoint_id, runner, carry_on.job_id, before=record
-            )
-        else:
-            dispatch.dispatch(endpoint_id, before=record)
-        if following is None or following.operation_id != operation.pk:
-            # (While one of its desktops is handed to this job, it cannot be done.)
-            lifecycle.finish_if_done(operation.pk)
         if following is None:
             break
         task, operation, message = following, following.operation, ""
@@ -106,6 +125,27 @@ def run_desktop(task_id: int, attempt: int) -> str:
         task.refresh_from_db(fields=["status"])
         message = f"desktop {task.desktop_name}: {task.status}"
     return message if done <= 1 else f"{done} desktops, the last {message}"
+
+
+def _finish_desktop(
+    task: DesktopTask, operation: Operation, message: str, runner: str, carry_on: _CarryOn
+) -> DesktopTask | None:
+    """Run a claimed desktop's steps (unless `message` says there is nothing to do), record
+    how it ended, and dispatch the slot it frees: returns the next desktop when that goes to
+    this job."""
+    succeeded = False if message else _run_steps(task, operation)
+    # The desktop's success is recorded in the same transaction as the next dispatch.
+    record = (lambda task=task: lifecycle.succeed_task(task)) if succeeded else None
+    endpoint_id = operation.pool.endpoint_id
+    following = None
+    if carry_on.allowed():
+        following = dispatch.dispatch_and_claim(endpoint_id, runner, carry_on.job_id, before=record)
+    else:
+        dispatch.dispatch(endpoint_id, before=record)
+    if following is None or following.operation_id != operation.pk:
+        # (While one of its desktops is handed to this job, it cannot be done.)
+        lifecycle.finish_if_done(operation.pk)
+    return following
 
 
 # The urgent queue on the worker's connection (where PortalWorker serves it).
@@ -171,6 +211,12 @@ def _claim(
             task.finished_at = timezone.now()
             task.save(update_fields=["status", "error", "finished_at"])
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=True)
+            log.info(
+                "desktop %s halted: operation %s",
+                task.desktop_name,
+                operation.status,
+                extra=log_context.of_task(task),
+            )
             return task, operation, f"desktop {task.desktop_name}: halted"
         task.status, task.started_at = TaskStatus.RUNNING, timezone.now()
         task.runner, task.rq_job_id = runner, job_id

@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from audit.log import record
-from composer import replicas, webhooks
+from composer import log_context, replicas, webhooks
 from composer.models import DesktopTask, Operation
 from pools.models import Desktop, Pool
 from pools.states import ALLOWED, DesktopState, transition
@@ -39,6 +39,9 @@ def fail_task(task: DesktopTask, message: str) -> None:
         )
         if not owned:
             return
+        log.warning(
+            "desktop %s failed: %s", task.desktop_name, message, extra=log_context.of_task(task)
+        )
         webhooks.emit(
             webhooks.DESKTOP_FAILED,
             task.operation_id,
@@ -67,17 +70,22 @@ def succeed_task(task: DesktopTask) -> None:
     with transaction.atomic(savepoint=False):
         if _owned(task).update(status=TaskStatus.SUCCEEDED, error="", finished_at=timezone.now()):
             Desktop.objects.filter(pk=task.desktop_id).update(task_halted=False)
+            log.info("desktop %s succeeded", task.desktop_name, extra=log_context.of_task(task))
 
 
 def skip_task(task: DesktopTask, why: str) -> None:
     """Nothing to do any more (the desktop was deleted while the task was queued)."""
-    _owned(task).update(status=TaskStatus.SKIPPED, error=why, finished_at=timezone.now())
+    if _owned(task).update(status=TaskStatus.SKIPPED, error=why, finished_at=timezone.now()):
+        log.info("desktop %s skipped: %s", task.desktop_name, why, extra=log_context.of_task(task))
 
 
 def park_task(task: DesktopTask, retry_at, why: str, **fields) -> None:
     """A user is logged on, or the hypervisor does not answer: free the slot and look again
-    at retry_at."""
-    _owned(task).update(status=TaskStatus.WAITING, retry_at=retry_at, error=why, **fields)
+    at retry_at. (Logged at DEBUG: a desktop whose user stays logged on is looked at again
+    every 30 s, which at thousands of desktops would flood the log; the operation's page
+    shows why each one waits.)"""
+    if _owned(task).update(status=TaskStatus.WAITING, retry_at=retry_at, error=why, **fields):
+        log.debug("desktop %s waits: %s", task.desktop_name, why, extra=log_context.of_task(task))
 
 
 def halt_pending(operation: Operation, reason: str) -> int:
@@ -89,6 +97,14 @@ def halt_pending(operation: Operation, reason: str) -> int:
         desktop_ids = list(waiting.values_list("desktop_id", flat=True))
         count = waiting.update(status=TaskStatus.HALTED, error=reason, finished_at=timezone.now())
         Desktop.objects.filter(pk__in=desktop_ids).update(task_halted=True)
+    if count:  # one line for them all: there may be thousands
+        log.info(
+            "operation %s: %s desktops halted: %s",
+            operation.pk,
+            count,
+            reason,
+            extra={"operation_id": operation.pk},
+        )
     return count
 
 
@@ -111,6 +127,9 @@ def refuse(operation_id: int, message: str) -> None:
             message=message,
         )
         webhooks.emit(webhooks.FINISHED, operation, outcome=operation.status, error=message)
+    log.warning(
+        "operation %s refused: %s", operation_id, message, extra={"operation_id": operation_id}
+    )
 
 
 def finish_if_done(operation_id: int) -> bool:
@@ -159,7 +178,13 @@ def finish_if_done(operation_id: int) -> bool:
             desktops=desktops,
             error=operation.error,
         )
-    log.info("operation %s ended %s", operation_id, operation.status)
+    log.info(
+        "operation %s ended %s: %s",
+        operation_id,
+        operation.status,
+        ", ".join(f"{count} {status}" for status, count in desktops.items()),
+        extra={"operation_id": operation_id},
+    )
     _after(operation)
     return True
 

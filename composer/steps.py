@@ -9,6 +9,7 @@ to them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,8 @@ from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
 from pools.states import DesktopState, transition
 
 S = DesktopState
+
+log = logging.getLogger(__name__)
 
 # How long a desktop whose user is logged on waits before its session is checked again.
 WAIT_RECHECK_SECONDS = 30
@@ -371,6 +374,9 @@ def run(task: DesktopTask, operation: Operation) -> None:
         if not owned:
             raise Superseded(task.pk)
         task.step = name
+        # DEBUG: at INFO, a step a line would be some ten lines a desktop, 20,000 for a
+        # pool of 2,000; the line of the desktop's end names the step it failed at.
+        log.debug("desktop %s: step %s", ctx.name, name)
         step(ctx)
     # Space moved on the datastore it was on, and on the one it went to (rebalance).
     for datastore in {where_it_was, ctx.desktop.datastore}:

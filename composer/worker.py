@@ -37,7 +37,7 @@ from rq.exceptions import StopRequested
 # The jobs and every driver are imported here, in the worker, once: each job runs in a work
 # horse forked from it, which would otherwise import them again for every job (some 50 ms
 # for the drivers alone, pyvmomi's included; bench/orchestration.py).
-from composer import endpoint_drivers, jobs, outages, vsphere_sessions  # noqa: F401
+from composer import endpoint_drivers, jobs, log_context, outages, vsphere_sessions  # noqa: F401
 from composer.drivers import registry
 from composer.queue import URGENT
 
@@ -116,6 +116,12 @@ class PortalWorker(Worker):
         while not stop and time.monotonic() < deadline:
             time.sleep(0.1)
         return not stop
+
+    def execute_job(self, job, queue):
+        # The job's lines, rq's own and those of its work horse (forked with this context),
+        # carry its id and this worker's name (composer/log_context.py).
+        with log_context.bound(job_id=job.id, worker=self.name):
+            return super().execute_job(job, queue)
 
     def handle_exception(self, job, *exc_info):
         # A job that failed because the database is unreachable: note the outage for the

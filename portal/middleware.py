@@ -1,5 +1,6 @@
 """The site's middleware: request ids, NUL bytes refused, queue outages told, our 404."""
 
+import re
 import uuid
 
 from django.conf import settings
@@ -9,17 +10,31 @@ from django.shortcuts import render
 from audit.log import Outcome, record
 from composer.queue import collecting_unqueued
 from portal.api.problems import json_problem
+from portal.logs import current_request
+
+# An id the proxy in front gave the request (X-Request-ID), kept if it is plain and short;
+# anything else is replaced by one of ours. (It goes into log lines and audit events.)
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIdMiddleware:
-    """Give every request an id, echoed in a header and stored with its audit events."""
+    """Give every request an id, echoed in a header and stored with its audit events and on
+    its log lines (portal/logs.py). First of all the middleware, so that the lines of a
+    refusal by any of them (a bad Host, a CSRF failure) carry it too."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        request.request_id = uuid.uuid4().hex
-        response = self.get_response(request)
+        incoming = request.headers.get("X-Request-ID", "")
+        request.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        token = current_request.set(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            # The thread answers another request next. (Django's own line about this
+            # response, written after the middleware, takes the request from its record.)
+            current_request.reset(token)
         response["X-Request-ID"] = request.request_id
         return response
 

@@ -4,6 +4,7 @@ Every variable is documented in README.md ("Configuration"). A bad value stops t
 start with a message naming the variable (see portal/env.py).
 """
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from portal import directory_settings
 from portal.env import (
     env_audit_checkpoint_key,
     env_bool,
+    env_choice,
     env_database,
     env_float,
     env_int,
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response has an X-Request-ID, every log line of the request its id.
+    "portal.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from STATIC_ROOT (`make serve`), before sessions and the rest.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -72,7 +76,6 @@ MIDDLEWARE = [
     "portal.middleware.QueueOutageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "portal.middleware.RequestIdMiddleware",
     # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -231,13 +234,30 @@ AUDIT_CHECKPOINT_KEY, AUDIT_CHECKPOINT_KEY_FILE = env_audit_checkpoint_key(
 )
 AUDIT_CHECKPOINT_FILE = os.environ.get("AUDIT_CHECKPOINT_FILE", "").strip()
 
+# Logs: today's plain lines, or one JSON object a line for a log collector (README, "Logs").
+# Either way each line carries the request id, user, operation and desktop ids it is about
+# (portal/logs.py). Workers and the cron process are manage.py commands: same format.
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ["plain", "json"])
+if LOG_FORMAT == "json":
+    # Python's warnings through the log too, as JSON lines, instead of raw text on stderr.
+    logging.captureWarnings(True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "portal.logs.PlainFormatter"},
+        "json": {"()": "portal.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["quiet_security"],
+        }
+    },
     "filters": {
         "quiet_denials": {"()": "portal.log_filters.QuietDenials"},
+        "quiet_security": {"()": "portal.log_filters.QuietSecurity"},
         "failed_requests_only": {"()": "portal.log_filters.FailedRequestsOnly"},
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
@@ -251,7 +271,14 @@ LOGGING = {
         # A denial is one INFO line; the dev server's line per request (polls every 2 s)
         # only for failures (portal/log_filters.py).
         "django.request": {"filters": ["quiet_denials"]},
-        "django.server": {"filters": ["failed_requests_only"]},
+        # Django's defaults print its lines a second time, unformatted, under DEBUG, and
+        # the dev server's past every handler: here they go through ours, once.
+        "django": {"handlers": []},
+        "django.server": {
+            "handlers": ["console"],
+            "propagate": False,
+            "filters": ["failed_requests_only"],
+        },
     },
 }
 

@@ -30,6 +30,7 @@ def _environment(
 ) -> dict:
     return {
         **os.environ,
+        "LOG_LEVEL": "WARNING",  # unless the test asks for more
         **(env or {}),
         # The database may be reached through a proxy the test can cut (tests/tcp_proxy.py).
         "DATABASE_URL": database or database_url(),
@@ -37,7 +38,6 @@ def _environment(
         "REDIS_URL": redis_url or settings.REDIS_URL,
         "SIMULATOR_REDIS_URL": settings.SIMULATOR_REDIS_URL,
         "SIMULATOR_STEP_SECONDS": str(step_seconds),
-        "LOG_LEVEL": "WARNING",
     }
 
 
@@ -48,9 +48,11 @@ def start_worker(
     scheduler=False,
     redis_url: str | None = None,
     database: str | None = None,
+    output=None,
 ) -> subprocess.Popen:
     """A worker process; `scheduler` runs rq's scheduler in it too, as `make run` does, for
-    the jobs enqueued for later (a desktop parked while it waits)."""
+    the jobs enqueued for later (a desktop parked while it waits). `output`: a file its
+    stdout and stderr go to (else this process's)."""
     args = [sys.executable, "manage.py", "rqworker", "default"]
     if scheduler:
         args.insert(-1, "--with-scheduler")
@@ -62,6 +64,8 @@ def start_worker(
         cwd=ROOT,
         env=_environment(step_seconds, redis_url, env, database),
         start_new_session=True,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -10,6 +12,8 @@ from composer import dispatch, lifecycle, webhooks
 from composer.models import DesktopTask, Operation
 from composer.services.authorization import MAINTENANCE, authorize
 from composer.services.errors import OperationRefused
+
+log = logging.getLogger(__name__)
 
 Status = Operation.Status
 TaskStatus = DesktopTask.Status
@@ -80,6 +84,13 @@ def cancel(actor, operation: Operation, request=None) -> Operation:
         )
         if operation.status == Status.CANCELLED:  # never started: nothing else ends it
             webhooks.emit(webhooks.FINISHED, operation, outcome=operation.status, error="")
+    log.info(
+        "operation %s %s by %s",
+        operation.pk,
+        operation.status,
+        actor.get_username(),
+        extra={"operation_id": operation.pk},
+    )
     if operation.status == Status.CANCELLING:
         if operation.prepared_at is None:
             # Not started on desktops yet: nothing in flight, end it now.
@@ -108,6 +119,13 @@ def _switch(
             request=request,
         )
         webhooks.emit(event, operation, by=actor.get_username())
+    log.info(
+        "operation %s %sd by %s",
+        operation.pk,
+        action,
+        actor.get_username(),
+        extra={"operation_id": operation.pk},
+    )
     return operation
 
 

@@ -35,6 +35,7 @@ def start_django(tmp_path, **env):
         ("DEBUG", "maybe"),
         ("SIMULATOR_STEP_SECONDS", "fast"),
         ("POLL_SECONDS", "0"),
+        ("LOG_FORMAT", "xml"),
     ],
 )
 def test_bad_value_fails_at_start_naming_the_variable(tmp_path, variable, value):
