@@ -6,7 +6,7 @@ import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_int
+from portal.env import env_choice, env_int
 
 # bind: behind a TLS-terminating proxy on the same host by default; BIND takes any gunicorn
 # address (0.0.0.0:8000, unix:/run/portal/web.sock). gunicorn alone would bind 0.0.0.0 when
@@ -17,6 +17,7 @@ from portal.env import env_int
 try:
     bind = [os.environ.get("BIND") or f"127.0.0.1:{env_int('PORT', 8000, minimum=1)}"]
     workers = env_int("WEB_CONCURRENCY", min(2 * (os.cpu_count() or 1) + 1, 8), minimum=1)
+    log_format = env_choice("LOG_FORMAT", "plain", ["plain", "json"])
 except ImproperlyConfigured as error:
     sys.exit(f"Configuration error: {error}")
 
@@ -35,6 +36,33 @@ preload_app = True
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+
+# LOG_FORMAT=json: gunicorn's own lines (start, stop, workers, each request) are JSON too, in
+# the portal's format (portal/logs.py), so one collector reads every line of the web server.
+if log_format == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "portal.logs.JsonFormatter"}},
+        "handlers": {
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            },
+            "error": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        # gunicorn merges this over its defaults, whose root names a handler not here.
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "gunicorn.error": {"handlers": ["error"], "level": "INFO", "propagate": False},
+        },
+    }
 
 # Addresses whose X-Forwarded-Proto/-For gunicorn believes: the TLS proxy's. The loopback by
 # default (a proxy on this host); a comma-separated list when it runs elsewhere.

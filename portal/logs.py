@@ -110,6 +110,7 @@ class JsonFormatter(logging.Formatter):
         status = getattr(record, "status_code", None)
         if isinstance(status, int):
             line["status"] = status
+        line.update(_gunicorn_access(record))
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -118,3 +119,18 @@ class JsonFormatter(logging.Formatter):
             line["stack"] = self.formatStack(record.stack_info)
         text = json.dumps(line, ensure_ascii=False, default=str)
         return _UNSAFE.sub(_escape, text)
+
+
+def _gunicorn_access(record: logging.LogRecord) -> dict:
+    """gunicorn's access line (deploy/gunicorn.conf.py) logs after the request's context is
+    gone; its atoms still have the status and the X-Request-ID the portal answered with, so
+    the line is found by the same request_id as the request's own lines."""
+    if record.name != "gunicorn.access" or not isinstance(record.args, dict):
+        return {}
+    fields = {}
+    request_id = record.args.get("{x-request-id}o")
+    if request_id and request_id != "-":
+        fields["request_id"] = request_id
+    if str(record.args.get("s", "")).isdigit():
+        fields["status"] = int(record.args["s"])
+    return fields

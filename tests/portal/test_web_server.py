@@ -4,6 +4,7 @@ against the test database; CI's smoke test (.ci/serve_smoke.sh) adds a browser s
 
 import gzip
 import http.client
+import json
 import os
 import re
 import signal
@@ -181,3 +182,52 @@ def test_sigterm_stops_gunicorn_and_its_workers(served):
         return False
 
     wait_for(group_gone, timeout=30, interval=0.1)
+
+
+def test_with_log_format_json_every_line_gunicorn_writes_is_json(transactional_db, tmp_path):
+    """gunicorn's own lines (start, workers, stop, each request) join the portal's, one JSON
+    object a line; the access line carries the request id the portal answered with."""
+    port = _free_port()
+    env = environment(
+        tmp_path,
+        DEBUG="false",
+        SECRET_KEY="k" * 50,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        LOG_FORMAT="json",
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        STATIC_ROOT=str(collect_static(tmp_path / "static")),
+    )
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    process = subprocess.Popen(
+        [*GUNICORN, APP],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=out.open("w"),
+        stderr=err.open("w"),
+    )
+    try:
+        wait_for(lambda: request(port, "/accounts/login/")[0] == 200, timeout=90, interval=0.2)
+        status, headers, _ = request(port, "/no-such-page/", **{"X-Request-ID": "probe-7"})
+        assert status == 404 and headers["x-request-id"] == "probe-7"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+    lines = [json.loads(line) for line in (out.read_text() + err.read_text()).splitlines()]
+    assert any(
+        line["logger"] == "gunicorn.error" and "Shutting down: Master" in line["message"]
+        for line in lines
+    )
+    access = [line for line in lines if line["logger"] == "gunicorn.access"]
+    assert {"request_id": "probe-7", "status": 404}.items() <= next(
+        line for line in access if "/no-such-page/" in line["message"]
+    ).items()
+    # The portal's own line for that 404 has the same id.
+    assert any(
+        line["logger"] == "django.request" and line.get("request_id") == "probe-7" for line in lines
+    )
