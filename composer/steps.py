@@ -9,15 +9,17 @@ to them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
 
-from composer import endpoint_drivers
+from composer import endpoint_drivers, step_timings
 from composer.drivers.base import POWER_OFF, CustomizationSpec, Driver, DriverError, NotFound
 from composer.models import DesktopTask, Operation
+from composer.queue import quick_connection
 from composer.replicas import ensure_replica, replica_info, sync_datastore
 from pools import sessions
 from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
@@ -371,7 +373,10 @@ def run(task: DesktopTask, operation: Operation) -> None:
         if not owned:
             raise Superseded(task.pk)
         task.step = name
+        began = time.monotonic()
         step(ctx)
+        # Only steps that finished: one that waits or fails says nothing of how long it takes.
+        step_timings.record(quick_connection(), operation.kind, name, time.monotonic() - began)
     # Space moved on the datastore it was on, and on the one it went to (rebalance).
     for datastore in {where_it_was, ctx.desktop.datastore}:
         sync_datastore(datastore)
