@@ -376,7 +376,8 @@ def run(task: DesktopTask, operation: Operation) -> None:
         began = time.monotonic()
         step(ctx)
         # Only steps that finished: one that waits or fails says nothing of how long it takes.
-        step_timings.record(quick_connection(), operation.kind, name, time.monotonic() - began)
+        step_timings.record(operation.kind, name, time.monotonic() - began)
+    step_timings.flush(quick_connection(), unless_recent=True)
     # Space moved on the datastore it was on, and on the one it went to (rebalance).
     for datastore in {where_it_was, ctx.desktop.datastore}:
         sync_datastore(datastore)
