@@ -277,3 +277,26 @@ class AuditEvent(models.Model):
         self.ip = self.ip or None
         # What a JSON column gives back: string keys, lists for tuples.
         self.parameters = json.loads(json.dumps(self.parameters or {}))
+
+
+class VerifyRun(models.Model):
+    """The outcome of each `manage.py verify_audit`, so that /metrics can show the last one
+    with one indexed query (portal/metrics.py). Not part of the chain: an alert, not
+    evidence. The command's exit code stays the authority (a database administrator could
+    write a row here), and the count of a good run lets the chain's length be read without
+    counting every event at each scrape."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Verified"
+        TAMPERED = "tampered", "Tampered"
+        UNUSABLE = "unusable", "Key or checkpoint file unusable"
+
+    at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    events = models.PositiveBigIntegerField(default=0, help_text="Events verified.")
+    last_event_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The newest event verified (a good run)."
+    )
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.outcome}"

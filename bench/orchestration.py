@@ -52,6 +52,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+from composer import step_timings  # no Django: its hash's key
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -195,8 +197,19 @@ HEARTBEATS = "worker: heartbeats and state"
 CONNECT = "a new Redis client (HELLO, INFO server)"
 SCHEDULER = "rq scheduler polling (--with-scheduler), scheduled dispatch jobs"
 CARRY_ON = "run_desktop: may it carry on? (worker asked to stop, urgent work waiting)"
+STEP_TIMINGS = "step durations for /metrics (composer/step_timings.py)"
 OTHER = "other"
-SOURCES = [ENQUEUE, BOOKKEEPING, RESULTS, HEARTBEATS, CONNECT, SCHEDULER, CARRY_ON, OTHER]
+SOURCES = [
+    ENQUEUE,
+    BOOKKEEPING,
+    RESULTS,
+    HEARTBEATS,
+    CONNECT,
+    SCHEDULER,
+    CARRY_ON,
+    STEP_TIMINGS,
+    OTHER,
+]
 
 
 def classify(calls: list[tuple[str, tuple[str, ...]]]) -> dict[str, collections.Counter]:
@@ -223,6 +236,8 @@ def _source(cmd: str, args: tuple[str, ...]) -> str:
     text = " ".join(args)
     if cmd in ("hello", "client", "select", "auth", "ping") or (cmd == "info" and "server" in key):
         return CONNECT
+    if key == step_timings.KEY:
+        return STEP_TIMINGS
     if cmd == "hexists" and "shutdown_requested_date" in text:
         return CARRY_ON
     if cmd == "llen" and key == "rq:queue:urgent":

@@ -23,12 +23,13 @@ from composer import (
     log_context,
     preparation,
     services,
+    step_timings,
     steps,
     webhooks,
 )
 from composer.drivers.base import DriverError, Unreachable
 from composer.models import DesktopTask, Operation
-from composer.queue import URGENT, queue
+from composer.queue import URGENT, queue, quick_connection
 from pools.models import Desktop
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ CARRY_ON_SECONDS = 10.0
 def run_desktop(task_id: int, attempt: int) -> str:
     """Do one desktop's part of an operation, then hand the freed slot to the next desktop:
     to this same job while it may carry on (see CARRY_ON_SECONDS), else to a new job."""
+    try:
+        return _run_desktops(task_id, attempt)
+    finally:
+        # The step durations this job noted and has not yet handed over (step_timings.py).
+        step_timings.flush(quick_connection())
+
+
+def _run_desktops(task_id: int, attempt: int) -> str:
     carry_on = _CarryOn()
     runner = f"{socket.gethostname()}:{os.getpid()}"
     task, operation, message = _claim(task_id, attempt, runner, carry_on.job_id)

@@ -45,14 +45,19 @@ def pid_alive(pid: int) -> bool:
 
 def process_gone(worker: Worker) -> bool:
     """A worker of this host whose process is dead."""
-    return bool(
-        worker.hostname == socket.gethostname() and worker.pid and not pid_alive(worker.pid)
-    )
+    return _gone_here(worker.hostname, worker.pid)
+
+
+def _gone_here(hostname: str | None, pid: int | None) -> bool:
+    return bool(hostname == socket.gethostname() and pid and not pid_alive(pid))
 
 
 def heartbeat_age(worker: Worker, now=None) -> timedelta | None:
     """How long ago the worker last beat (None: rq has no beat for it)."""
-    beat = worker.last_heartbeat
+    return _age(worker.last_heartbeat, now)
+
+
+def _age(beat: datetime.datetime | None, now=None) -> timedelta | None:
     if beat is None:
         return None
     if timezone.is_naive(beat):
@@ -63,11 +68,29 @@ def heartbeat_age(worker: Worker, now=None) -> timedelta | None:
 def worker_answering(worker: Worker, state: str, age: timedelta | None) -> bool:
     """What the dashboard shows: a worker answers unless its process here is dead or, busy,
     it has not beaten within HEARTBEAT_GRACE (an idle worker's beat is not looked at)."""
-    if process_gone(worker):
+    return answering(worker.hostname, worker.pid, state, age)
+
+
+def answering(hostname: str | None, pid: int | None, state: str, age: timedelta | None) -> bool:
+    """worker_answering's rule on the fields of rq's worker hash, for readers that fetch
+    them for every worker at once (composer/runtime_state.py)."""
+    if _gone_here(hostname, pid):
         return False
     if state == "busy":
         return age is not None and age <= HEARTBEAT_GRACE
     return True
+
+
+def scheduler_answering(
+    hostname: str | None, pid: int | None, last_heartbeat: datetime.datetime | None, now=None
+) -> bool:
+    """Whether rq's scheduler (the process a `rqworker --with-scheduler` forks) still runs:
+    it beats every second, so a beat older than HEARTBEAT_GRACE, or its process dead on
+    this host, means it is gone even before its lock expires (a minute after its last beat)."""
+    if _gone_here(hostname, pid):
+        return False
+    age = _age(last_heartbeat, now)
+    return age is not None and age <= HEARTBEAT_GRACE
 
 
 def worker_alive(name: str, conn) -> bool:

@@ -223,6 +223,13 @@ class DesktopTask(Stamped):
             models.Index(fields=["operation", "status"], name="opdesktop_op_status"),
             # The newest change of an operation's desktops (portal/live.py).
             models.Index(fields=["operation", "updated_at"], name="opdesktop_op_updated"),
+            # Failed desktops by kind for /metrics (portal/metrics.py): the few failed rows,
+            # not every task ever run.
+            models.Index(
+                fields=["operation"],
+                condition=models.Q(status="failed"),
+                name="opdesktop_failed",
+            ),
         ]
 
     def __str__(self):

@@ -10,12 +10,14 @@ queued by the reconciler once Redis is back.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from contextlib import contextmanager
 from datetime import datetime
 
 import django_rq
 import redis
+from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,20 @@ _unqueued: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 
 def queue(name: str = DEFAULT):
     return django_rq.get_queue(name)
+
+
+def quick_connection(timeout: float = 1.0) -> redis.Redis:
+    """The queues' Redis with short timeouts, one client (and its connection pool) per
+    process: for what runs often and must not hang on a stalled Redis (/healthz, /metrics,
+    each step's timing). django-rq's queue() makes a new client, with a new connection, at
+    every call, and waits as long as the socket does."""
+    return _client(settings.RQ_QUEUES[DEFAULT]["URL"], timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _client(url: str, timeout: float) -> redis.Redis:
+    # redis-py's pool notices a fork (the work horse) and opens new connections in it.
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def enqueue_on_commit(func, job_id: str, *args, queue_name: str = DEFAULT) -> None:

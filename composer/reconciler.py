@@ -17,8 +17,10 @@ twice, or on two hosts at once, does no harm. In order:
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
+import redis
 from django.db import transaction
 from django.utils import timezone
 
@@ -39,6 +41,10 @@ TaskStatus = DesktopTask.Status
 
 # A job enqueued on commit may take a moment to appear; do not act on anything younger.
 SETTLE = timedelta(seconds=30)
+
+# When a run last finished (Unix time, in the queue's Redis): /healthz says the reconciler is
+# late when it is old, /metrics shows it (composer/runtime_state.py).
+FINISHED_AT_KEY = "portal:reconciler:finished_at"
 
 
 @endpoint_drivers.logs_out
@@ -101,7 +107,16 @@ def reconcile() -> dict:
             inventory.sync_endpoint(endpoint)
         except DriverError as exc:
             log.warning("inventory of %s not read: %s", endpoint, exc)
+    _stamp_finished(conn)
     return report
+
+
+def _stamp_finished(conn) -> None:
+    try:
+        conn.set(FINISHED_AT_KEY, repr(time.time()))
+    except redis.exceptions.RedisError as exc:
+        # The run did its work; only the health check will find it late.
+        log.warning("reconciler: finish time not recorded, Redis unreachable (%s)", exc)
 
 
 def end_orphaned_desktops() -> int:

@@ -10,15 +10,17 @@ to them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
 
-from composer import endpoint_drivers
+from composer import endpoint_drivers, step_timings
 from composer.drivers.base import POWER_OFF, CustomizationSpec, Driver, DriverError, NotFound
 from composer.models import DesktopTask, Operation
+from composer.queue import quick_connection
 from composer.replicas import ensure_replica, replica_info, sync_datastore
 from pools import sessions
 from pools.models import Desktop, ImageVersion, PersistentDisk, Pool
@@ -377,7 +379,11 @@ def run(task: DesktopTask, operation: Operation) -> None:
         # DEBUG: at INFO, a step a line would be some ten lines a desktop, 20,000 for a
         # pool of 2,000; the line of the desktop's end names the step it failed at.
         log.debug("desktop %s: step %s", ctx.name, name)
+        began = time.monotonic()
         step(ctx)
+        # Only steps that finished: one that waits or fails says nothing of how long it takes.
+        step_timings.record(operation.kind, name, time.monotonic() - began)
+    step_timings.flush(quick_connection(), unless_recent=True)
     # Space moved on the datastore it was on, and on the one it went to (rebalance).
     for datastore in {where_it_was, ctx.desktop.datastore}:
         sync_datastore(datastore)

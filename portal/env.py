@@ -4,6 +4,7 @@ Each reader fails with ImproperlyConfigured naming the variable, so a bad value 
 portal at start instead of surfacing later as an obscure error.
 """
 
+import ipaddress
 import os
 import re
 import secrets
@@ -149,6 +150,34 @@ def env_redis_url(name: str, default: str) -> str:
     elif not parsed.path:
         raise ImproperlyConfigured(f"{name}: no socket path in {raw!r}")
     return raw
+
+
+def env_token(name: str, min_length: int) -> str:
+    """A shared secret such as a bearer token: empty means none; else long enough, and
+    printable ASCII without spaces, as an Authorization header can carry it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
+    if len(raw) < min_length:
+        raise ImproperlyConfigured(f"{name}: must be at least {min_length} characters long")
+    if not re.fullmatch(r"[\x21-\x7e]+", raw):
+        raise ImproperlyConfigured(f"{name}: only printable ASCII without spaces")
+    return raw
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or networks (10.0.0.0/8, 2001:db8::/32, 192.0.2.7); empty
+    means none. A network with host bits set (10.0.0.1/8) is refused as a likely typo."""
+    raw = os.environ.get(name, "")
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return networks
 
 
 def env_audit_checkpoint_key(name: str, file_name: str, min_length: int) -> tuple[str, str]:

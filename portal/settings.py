@@ -18,9 +18,11 @@ from portal.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_origins,
     env_proxy_ssl_header,
     env_redis_url,
+    env_token,
     secret_key,
 )
 
@@ -198,6 +200,9 @@ WHITENOISE_USE_FINDERS = DEBUG
 # names the header that proxy sets (and must strip from clients), so Django knows a request
 # came in over HTTPS. `make check-deploy` (in CI) runs `check --deploy` against these.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers probe /healthz over plain HTTP, on the server's own port: a redirect to HTTPS
+# would read as "down" (portal/health.py). It reveals nothing but which checks pass.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("TRUSTED_PROXY_SSL_HEADER")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
 # Subdomains of the portal's own host only; a sibling site is not affected.
@@ -358,3 +363,9 @@ SPECTACULAR_SETTINGS = {
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 WEBHOOK_REQUEUE_INTERVAL_SECONDS = env_int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", 30, minimum=1)
 WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)
+
+# /metrics (portal/metrics.py) answers only a scraper that sends METRICS_TOKEN as a bearer
+# token and/or comes from an address in METRICS_ALLOW (every one configured must hold); with
+# neither set it is refused.
+METRICS_TOKEN = env_token("METRICS_TOKEN", min_length=32)
+METRICS_ALLOW = env_networks("METRICS_ALLOW")

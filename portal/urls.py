@@ -3,7 +3,16 @@ from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 
-from portal import audit_views, helpdesk, time_zones, token_views, views, webhook_views
+from portal import (
+    audit_views,
+    health,
+    helpdesk,
+    metrics,
+    time_zones,
+    token_views,
+    views,
+    webhook_views,
+)
 from portal.security import PortalAuthenticationForm
 
 # django-rq's stats.json/<token>/ (under admin/rq/, and again in the admin's django_rq pages)
@@ -55,6 +64,9 @@ urlpatterns = [
     path("api/", include("portal.api.urls")),
     path("admin/", admin.site.urls),
     path("favicon.ico", views.favicon),
+    # For load balancers and Prometheus: no sign-in (portal/health.py, portal/metrics.py).
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 
 # A database outage answers 503 with the portal's own page (portal/views.py).

@@ -83,8 +83,9 @@ MATRIX = {
     "webhooks:test": ("webhook", None, {ADMIN}),
     "webhooks:delete": ("webhook", {ADMIN}, {ADMIN}),  # GET asks to confirm
 }
-# Not the portal's own pages: sign-in and out, Django's admin and django-rq's (staff only).
-OUTSIDE = {"login", "logout"}
+# Not the portal's own pages: sign-in and out, Django's admin and django-rq's (staff only);
+# /healthz and /metrics, for machines, with no sign-in (test_healthz.py, test_metrics.py).
+OUTSIDE = {"login", "logout", "healthz", "metrics"}
 # Pages of an object its user owns: someone else's is 404 (its id reveals nothing), not 403,
 # so they have tests of their own per role.
 OWN_OBJECTS = {"token_revoke": "tests/portal/test_token_pages.py"}

@@ -1012,6 +1012,8 @@ def problem_with(response) -> str | None:
             b"".join(response.streaming_content)
     except Exception as exc:  # an error while streaming is a broken download, a 500 too
         return f"the streamed body failed: {exc!r}"
+    if response.status_code == 503 and response.request.get("PATH_INFO") == "/healthz":
+        return None  # its answer while no worker runs (portal/health.py), not a fault
     if response.status_code >= 500:
         info = getattr(response, "exc_info", None)
         if info:
