@@ -11,6 +11,7 @@ to Redis (composer/runtime_state.py), each bounded, so a stalled database or Red
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -24,6 +25,8 @@ from django.views.decorators.http import require_safe
 
 from composer import runtime_state
 from composer.queue import quick_connection
+
+log = logging.getLogger(__name__)
 
 # How long each part may take to answer. The database is asked in a thread of its own,
 # since a stalled server holds a query for as long as TCP does; Redis through sockets with
@@ -98,7 +101,14 @@ def healthz(request):
     others = machinery()
     checks = {"database": database.answer(), **others}
     healthy = all(checks.values())
-    return JsonResponse(
+    response = JsonResponse(
         {"status": "ok" if healthy else "failing", "checks": checks},
         status=200 if healthy else 503,
     )
+    if not healthy:
+        # A failing check is news for the operator, not a fault of this page: one WARNING
+        # naming the parts, instead of Django's ERROR "Service Unavailable" for every probe.
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        log.warning("health check failing: %s", failing)
+        response._has_been_logged = True  # django.utils.log.log_response skips it
+    return response

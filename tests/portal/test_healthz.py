@@ -45,7 +45,7 @@ def probe_until(expected_status, expected_failing, timeout=120):
 
 
 @pytest.mark.django_db
-def test_with_nothing_running_it_is_503_naming_worker_scheduler_and_reconciler(redis_conn):
+def test_with_nothing_running_it_is_503_naming_worker_scheduler_and_reconciler(redis_conn, caplog):
     events = AuditEvent.objects.count()
     response = Client().get("/healthz")  # anonymous: no sign-in page
     assert response.status_code == 503
@@ -61,6 +61,10 @@ def test_with_nothing_running_it_is_503_naming_worker_scheduler_and_reconciler(r
     }
     assert response["Cache-Control"].startswith("max-age=0")
     assert AuditEvent.objects.count() == events  # a probe is not an audit event
+    # One WARNING naming the parts, not Django's ERROR "Service Unavailable" per probe.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "health check failing: workers, scheduler, reconciler")
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
