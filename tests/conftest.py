@@ -27,6 +27,11 @@ def pytest_configure(config):
     # (run_jobs(max_jobs=1)); worker processes carry on with the next desktops as in
     # production (composer/jobs.py, CARRY_ON_SECONDS).
     settings.DESKTOP_CARRY_ON_SECONDS = 0
+    # Passwords hashed in a millisecond, not a quarter second (tests/quick_hasher.py).
+    settings.PASSWORD_HASHERS = [
+        "tests.quick_hasher.QuickPBKDF2PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
     folder = Path(tempfile.mkdtemp(prefix="portal-test-"))
     _embedded["folder"] = folder
     database = settings.DATABASES["default"]
