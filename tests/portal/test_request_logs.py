@@ -18,6 +18,7 @@ from django.test import Client
 
 from portal.models import ApiToken
 from tests.portal.test_logs import json_lines
+from tests.static_files import collect_static
 from tests.worker_processes import ROOT, database_url, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,6 +52,8 @@ def server(tmp_path):
         "SECURE_SSL_REDIRECT": "false",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
+        # DEBUG off: pages name the hashed static files of collectstatic's manifest.
+        "STATIC_ROOT": str(collect_static(tmp_path / "static")),
     }
     with log.open("w") as stderr:
         process = subprocess.Popen(
