@@ -91,23 +91,29 @@ def static_root(tmp_path_factory):
     return collect_static(tmp_path_factory.mktemp("static"))
 
 
-@pytest.fixture
-def served(transactional_db, tmp_path, static_root):
-    """gunicorn as `make serve` starts it (after migrate and collectstatic), on the test
-    database; yields (process, port), its log in process.log."""
-    port = _free_port()
-    env = environment(
+def production_environment(tmp_path, port: int, static_root, **env) -> dict:
+    """What `make serve` runs with: DEBUG off, the test database and Redis, plain http on
+    the loopback (the TLS proxy's part is not under test)."""
+    return environment(
         tmp_path,
         DEBUG="false",
         SECRET_KEY="k" * 50,
         ALLOWED_HOSTS="127.0.0.1",
         SECURE_SSL_REDIRECT="false",
         PORT=str(port),
-        WEB_CONCURRENCY="2",
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
         STATIC_ROOT=str(static_root),
+        **env,
     )
+
+
+@pytest.fixture
+def served(transactional_db, tmp_path, static_root):
+    """gunicorn as `make serve` starts it (after migrate and collectstatic), on the test
+    database; yields (process, port), its log in process.log."""
+    port = _free_port()
+    env = production_environment(tmp_path, port, static_root, WEB_CONCURRENCY="2")
     log = tmp_path / "gunicorn.log"
     process = subprocess.Popen(
         [*GUNICORN, APP],
@@ -188,18 +194,9 @@ def test_with_log_format_json_every_line_gunicorn_writes_is_json(transactional_d
     """gunicorn's own lines (start, workers, stop, each request) join the portal's, one JSON
     object a line; the access line carries the request id the portal answered with."""
     port = _free_port()
-    env = environment(
-        tmp_path,
-        DEBUG="false",
-        SECRET_KEY="k" * 50,
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="false",
-        PORT=str(port),
-        WEB_CONCURRENCY="1",
-        LOG_FORMAT="json",
-        DATABASE_URL=database_url(),
-        REDIS_URL=settings.REDIS_URL,
-        STATIC_ROOT=str(collect_static(tmp_path / "static")),
+    static_root = collect_static(tmp_path / "static")
+    env = production_environment(
+        tmp_path, port, static_root, WEB_CONCURRENCY="1", LOG_FORMAT="json"
     )
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     process = subprocess.Popen(
