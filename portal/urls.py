@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.urls import include, path, re_path
 
 from portal import (
@@ -24,6 +24,13 @@ NON_ASCII_TOKEN = r"stats.json/(?P<token>\w*[^\x00-\x7f]\w*)/?$"
 
 def refuse_token(request, token):
     return JsonResponse({"error": True, "description": "Invalid token."}, status=401)
+
+
+def no_rq_metrics(request):
+    """django-rq adds admin/rq/metrics/ once prometheus-client is installed: a second,
+    staff-only view of the queues, whose `name[]` filter replaces its registry for every
+    later request (then a 500). The portal's /metrics has the queues (portal/metrics.py)."""
+    raise Http404("The portal's metrics are at /metrics.")
 
 
 # Administrators' webhooks (portal/webhook_views.py).
@@ -59,6 +66,7 @@ urlpatterns = [
     path("", include("portal.operation_urls")),
     path("webhooks/", include((webhook_urls, "webhooks"))),
     re_path(rf"^admin/rq/{NON_ASCII_TOKEN}", refuse_token),
+    re_path(r"^admin/rq/metrics/?$", no_rq_metrics),
     path("admin/rq/", include("django_rq.urls")),
     re_path(rf"^admin/django_rq/dashboard/{NON_ASCII_TOKEN}", refuse_token),
     path("api/", include("portal.api.urls")),

@@ -91,6 +91,19 @@ def test_the_token_lets_a_scraper_in_and_nothing_else_does(metrics_on, redis_con
 
 
 @pytest.mark.django_db
+def test_django_rqs_own_metrics_page_is_not_there(admin_client, redis_conn):
+    """django-rq adds admin/rq/metrics/ when prometheus-client is installed; its `name[]`
+    filter broke every later request (a 500). /metrics is the one place."""
+    for _ in range(2):
+        for path in (
+            "/admin/rq/metrics/?name[]=rq_workers",
+            "/admin/rq/metrics/",
+            "/admin/rq/metrics",
+        ):
+            assert admin_client.get(path).status_code == 404, path
+
+
+@pytest.mark.django_db
 def test_the_allow_list_lets_in_only_its_addresses(settings, redis_conn):
     import ipaddress
 
