@@ -27,9 +27,10 @@ def refuse_token(request, token):
 
 
 def no_rq_metrics(request):
-    """django-rq adds admin/rq/metrics/ once prometheus-client is installed: a second,
-    staff-only view of the queues, whose `name[]` filter replaces its registry for every
-    later request (then a 500). The portal's /metrics has the queues (portal/metrics.py)."""
+    """django-rq adds admin/rq/metrics/ (and admin/django_rq/dashboard/metrics/) once
+    prometheus-client is installed: a second, staff-only view of the queues, whose `name[]`
+    filter replaces its registry for every later request (then a 500). The portal's /metrics
+    has the queues (portal/metrics.py)."""
     raise Http404("The portal's metrics are at /metrics.")
 
 
@@ -66,10 +67,13 @@ urlpatterns = [
     path("", include("portal.operation_urls")),
     path("webhooks/", include((webhook_urls, "webhooks"))),
     re_path(rf"^admin/rq/{NON_ASCII_TOKEN}", refuse_token),
-    re_path(r"^admin/rq/metrics/?$", no_rq_metrics),
+    # django-rq's own pattern, so that it is plainly the same route, taken first.
+    path("admin/rq/", include([re_path(r"^metrics/?$", no_rq_metrics)])),
     path("admin/rq/", include("django_rq.urls")),
     re_path(rf"^admin/django_rq/dashboard/{NON_ASCII_TOKEN}", refuse_token),
     path("api/", include("portal.api.urls")),
+    # The same page again in django-rq's admin integration.
+    path("admin/django_rq/dashboard/", include([re_path(r"^metrics/?$", no_rq_metrics)])),
     path("admin/", admin.site.urls),
     path("favicon.ico", views.favicon),
     # For load balancers and Prometheus: no sign-in (portal/health.py, portal/metrics.py).

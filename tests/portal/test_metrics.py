@@ -99,6 +99,8 @@ def test_django_rqs_own_metrics_page_is_not_there(admin_client, redis_conn):
             "/admin/rq/metrics/?name[]=rq_workers",
             "/admin/rq/metrics/",
             "/admin/rq/metrics",
+            "/admin/django_rq/dashboard/metrics/?name[]=rq_workers",
+            "/admin/django_rq/dashboard/metrics/",
         ):
             assert admin_client.get(path).status_code == 404, path
 
