@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -300,9 +300,13 @@ class SimulatorDriver(Driver):
         by_name = self.conn.smismember(
             self._k("failures"), [json.dumps([target, None]), json.dumps([target, method])]
         )
-        rate, outage = self.conn.mget(self._k("fail_rate"), self._k("outage"))
+        rate, spared, outage = self.conn.mget(
+            self._k("fail_rate"), self._k("fail_rate_spares"), self._k("outage")
+        )
         if outage:
             raise Unreachable(f"simulator: {method} on {target}: the hypervisor does not answer")
+        if spared and method in json.loads(spared):
+            rate = None
         if any(by_name) or (rate and self._rng.random() < float(rate)):
             raise DriverError(f"simulated failure: {method} on {target}")
 
@@ -364,7 +368,12 @@ class SimulatorDriver(Driver):
         self.conn.sadd(self._k("failures"), json.dumps([name, step]))
 
     def clear_failures(self) -> None:
-        self.conn.delete(self._k("failures"), self._k("fail_rate"), self._k("outage"))
+        self.conn.delete(
+            self._k("failures"),
+            self._k("fail_rate"),
+            self._k("fail_rate_spares"),
+            self._k("outage"),
+        )
 
     def set_outage(self, seconds: float) -> None:
         """The hypervisor answers nothing for `seconds` (0: back now): every call raises
@@ -374,8 +383,14 @@ class SimulatorDriver(Driver):
         else:
             self.conn.delete(self._k("outage"))
 
-    def set_fail_rate(self, rate: float) -> None:
-        self.conn.set(self._k("fail_rate"), rate)
+    def set_fail_rate(self, rate: float, sparing: Iterable[str] = ()) -> None:
+        """Each call fails with probability `rate`, but calls of the methods named in
+        `sparing` (a test about desktops failing spares clone_replica, whose failure fails
+        the whole operation before any desktop)."""
+        with self.conn.pipeline() as pipe:
+            pipe.set(self._k("fail_rate"), rate)
+            pipe.set(self._k("fail_rate_spares"), json.dumps(sorted(sparing)))
+            pipe.execute()
 
     def simulate_usage(self, vm: str, mb: int) -> None:
         """The user writes mb MiB to the desktop's system disk: its delta grows."""

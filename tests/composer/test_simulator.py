@@ -195,6 +195,18 @@ def test_fail_rate_one_fails_everything_and_zero_nothing(redis_conn):
     assert free(sim, "ds1") == 50_000
 
 
+def test_a_fail_rate_spares_the_methods_it_is_told_to(redis_conn):
+    sim = SimulatorDriver(redis_conn, namespace="t", seed=1)
+    sim.add_datastore("ds1", 100_000)
+    sim.add_parent_vm("win11-gold", ["v1"])
+    sim.set_fail_rate(1.0, sparing=["clone_replica"])
+    replica = sim.clone_replica(IMAGE, "ds1", "replica-1")
+    with pytest.raises(DriverError, match="simulated failure: create_linked_clone"):
+        sim.create_linked_clone("VDI-001", replica, "ds1")
+    sim.clear_failures()
+    sim.create_linked_clone("VDI-001", replica, "ds1")
+
+
 def test_insufficient_space_names_the_numbers_and_changes_nothing(sim):
     replica = sim.clone_replica(IMAGE, "ds2", "replica-ds2")
     sim.create_linked_clone("VDI-001", replica, "ds2")

@@ -53,7 +53,9 @@ def disks_in_place(lab, pool) -> None:
 
 
 def test_carry_on_past_failures_then_a_rerun_completes_them(users, lab, pool, worker):
-    lab.sim.set_fail_rate(0.1)
+    # Desktops fail here; a replica whose clone fails fails the whole operation before any
+    # desktop starts (1 run in 100 or so, with both datastores' replicas failing).
+    lab.sim.set_fail_rate(0.1, sparing=["clone_replica"])
     operation = services.plan_operation(
         users["admin"], pool, "recompose", extra={"image_version": lab.v2.pk}
     )
